@@ -1,0 +1,54 @@
+"""An asyncio connection supervisor for Redis.
+
+The public API is what this module exports; every other module is internal.
+"""
+
+from __future__ import annotations
+
+from supervisor.causes import Cause
+from supervisor.config import SupervisorConfig
+from supervisor.errors import ConfigError, OutcomeUnknown, SupervisorError, Unavailable
+from supervisor.events import (
+    ConnectionLost,
+    Event,
+    HealthCheckFailed,
+    ReconnectScheduled,
+    Snapshot,
+    StateChanged,
+)
+from supervisor.hub import Subscription
+from supervisor.state import ConnectionState
+from supervisor.supervisor import Supervisor, SupervisorStatistics
+
+__all__ = (
+    # the supervisor
+    "Supervisor",
+    "SupervisorConfig",
+    "SupervisorStatistics",
+    "ConnectionState",
+    "Cause",
+    # events
+    "Event",
+    "Snapshot",
+    "StateChanged",
+    "ReconnectScheduled",
+    "ConnectionLost",
+    "HealthCheckFailed",
+    "Subscription",
+    # exceptions
+    "SupervisorError",
+    "ConfigError",
+    "OutcomeUnknown",
+    "Unavailable",
+)
+
+__version__ = "0.1.0"
+
+for _name in __all__:
+    _obj = globals()[_name]
+    if hasattr(_obj, "__module__") and isinstance(_obj, type):
+        try:
+            _obj.__module__ = "supervisor"
+        except (AttributeError, TypeError):
+            pass
+del _name, _obj

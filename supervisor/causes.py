@@ -1,0 +1,150 @@
+"""Why a connection was lost: the causes, and attribution from evidence.
+
+Attribution is a pure function of recorded evidence (the error text, the
+server's ``run_id`` before and after, its idle ``timeout`` against the
+connection's idle time, ``INFO stats`` counters), so it is tested without a
+server and explained in the ``detail`` it returns.
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass
+
+__all__ = ("Cause", "Evidence", "attribute", "fix_for")
+
+
+class Cause(enum.Enum):
+    """Why a connection to Redis was lost or could not be made."""
+
+    IDLE_TIMEOUT = "idle_timeout"
+    SERVER_RESTART = "server_restart"
+    SERVER_CLOSED = "server_closed"
+    MAXCLIENTS = "maxclients"
+    OUTPUT_BUFFER_LIMIT = "output_buffer_limit"
+    LOADING = "loading"
+    READONLY = "readonly"
+    AUTH = "auth"
+    NETWORK = "network"
+    UNKNOWN = "unknown"
+
+
+_FIXES: dict[Cause, str] = {
+    Cause.IDLE_TIMEOUT: (
+        "the server's `timeout` closed an idle connection; the supervisor pings "
+        "idle connections below it, or set `CONFIG SET timeout 0`"
+    ),
+    Cause.SERVER_RESTART: "the server restarted; data not persisted is gone",
+    Cause.SERVER_CLOSED: (
+        "the server closed the connection while it stayed up (CLIENT KILL, "
+        "client eviction); check `CLIENT LIST` and `INFO stats`"
+    ),
+    Cause.MAXCLIENTS: (
+        "the server refused the connection: maxclients reached; raise it with "
+        "`CONFIG SET maxclients N` or use fewer connections (`max_connections`)"
+    ),
+    Cause.OUTPUT_BUFFER_LIMIT: (
+        "the client fell behind and hit `client-output-buffer-limit`; read "
+        "faster or raise the limit for its class"
+    ),
+    Cause.LOADING: "the server is loading its dataset into memory; it answers when done",
+    Cause.READONLY: (
+        "the server is a replica now (failover); point the URL at the master "
+        "or use Sentinel"
+    ),
+    Cause.AUTH: (
+        "authentication failed; fix the username/password in the URL or the "
+        "server's ACL (the supervisor retries only at `backoff_cap`)"
+    ),
+    Cause.NETWORK: (
+        "the server could not be reached (refused, reset or timed out); check "
+        "that it runs and that the host and port are right"
+    ),
+    Cause.UNKNOWN: "no evidence pointed at a cause",
+}
+
+
+def fix_for(cause: Cause) -> str:
+    """Say what the cause means and what to do about it, in one line."""
+    return _FIXES[cause]
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Evidence:
+    """What was known when a connection was lost, and just after.
+
+    ``error`` is the error text (never holding a secret). ``idle_for`` is how
+    long the lost connection had gone without a command, ``server_timeout``
+    the server's idle ``timeout`` (0 when disabled). ``run_id_before`` and
+    ``run_id_after`` come from ``INFO server``; ``reachable`` tells whether the
+    server answered just after the loss. The ``*_delta`` fields are growth
+    of ``INFO stats`` counters across the loss, where the server has them.
+    """
+
+    error: str = ""
+    idle_for: float | None = None
+    server_timeout: float | None = None
+    run_id_before: str | None = None
+    run_id_after: str | None = None
+    uptime_after: int | None = None
+    reachable: bool | None = None
+    output_buffer_disconnections_delta: int | None = None
+    evicted_clients_delta: int | None = None
+
+
+_IDLE_SLACK = 0.8
+"""A connection idle for 80% of the server timeout counts as timed out.
+
+The idle time is measured on the client, the server's clock runs its own
+``clientsCron`` a little later; the slack absorbs that difference.
+"""
+
+
+def attribute(evidence: Evidence) -> tuple[Cause, str]:
+    """Name the most likely cause of a loss and say what showed it."""
+    text = evidence.error.lower()
+    if "max number of clients" in text:
+        return Cause.MAXCLIENTS, f"server replied: {evidence.error}"
+    if any(m in text for m in ("wrongpass", "noauth", "invalid username", "invalid password",
+                                "authentication")):
+        return Cause.AUTH, f"server replied: {evidence.error}"
+    if "loading" in text and "dataset" in text:
+        return Cause.LOADING, f"server replied: {evidence.error}"
+    if "readonly" in text or "read only replica" in text:
+        return Cause.READONLY, f"server replied: {evidence.error}"
+    before, after = evidence.run_id_before, evidence.run_id_after
+    if before and after and before != after:
+        uptime = f", up {evidence.uptime_after} s" if evidence.uptime_after is not None else ""
+        return Cause.SERVER_RESTART, f"run_id changed {before[:8]} -> {after[:8]}{uptime}"
+    if evidence.output_buffer_disconnections_delta:
+        return Cause.OUTPUT_BUFFER_LIMIT, (
+            "INFO stats client_output_buffer_limit_disconnections grew by "
+            f"{evidence.output_buffer_disconnections_delta}"
+        )
+    timeout, idle = evidence.server_timeout, evidence.idle_for
+    if timeout and idle is not None and idle >= timeout * _IDLE_SLACK:
+        return Cause.IDLE_TIMEOUT, (
+            f"connection idle {idle:.1f} s, server timeout is {timeout:g} s"
+        )
+    if evidence.evicted_clients_delta:
+        return Cause.SERVER_CLOSED, (
+            f"INFO stats evicted_clients grew by {evidence.evicted_clients_delta} "
+            "(maxmemory-clients)"
+        )
+    if evidence.reachable:
+        return Cause.SERVER_CLOSED, (
+            f"{evidence.error or 'connection closed'}; the server stayed up "
+            "(same run_id), so it closed the connection (CLIENT KILL or eviction)"
+        )
+    if evidence.reachable is False or _looks_like_network(text):
+        return Cause.NETWORK, evidence.error or "server unreachable"
+    return Cause.UNKNOWN, evidence.error or "no evidence"
+
+
+def _looks_like_network(text: str) -> bool:
+    return any(
+        m in text
+        for m in ("refused", "reset", "timeout", "timed out", "unreachable",
+                  "closed by server", "error while reading", "error while writing",
+                  "no route", "name or service", "broken pipe")
+    )

@@ -1,0 +1,93 @@
+"""The events a supervisor publishes to its subscribers.
+
+Immutable records. ``seq`` numbers every event of one supervisor from 1
+upwards, so a subscriber that fell behind sees the gap; ``at`` is wall-clock
+time (``time.time()``); ``target`` is the redacted ``host:port/db``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from supervisor.causes import Cause
+from supervisor.state import ConnectionState
+
+__all__ = (
+    "ConnectionLost",
+    "Event",
+    "HealthCheckFailed",
+    "ReconnectScheduled",
+    "Snapshot",
+    "StateChanged",
+)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Snapshot:
+    """The current state, sent first to each new subscriber."""
+
+    seq: int
+    at: float
+    target: str
+    state: ConnectionState
+    cause: Cause | None
+    detail: str
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class StateChanged:
+    """The target moved from ``previous`` to ``current``.
+
+    ``cause`` is why the connection was lost (on the way down), or what the
+    outage turned out to be (on the way back to READY); None on a clean start.
+    """
+
+    seq: int
+    at: float
+    target: str
+    previous: ConnectionState
+    current: ConnectionState
+    cause: Cause | None
+    detail: str
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ReconnectScheduled:
+    """A connection attempt failed; the next one comes after ``delay`` seconds."""
+
+    seq: int
+    at: float
+    target: str
+    attempt: int
+    delay: float
+    cause: Cause
+    detail: str
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ConnectionLost:
+    """One connection dropped while the target stayed usable.
+
+    Published when the server closed a pooled connection (CLIENT KILL, idle
+    timeout...) and the supervisor replaced it without a state change.
+    """
+
+    seq: int
+    at: float
+    target: str
+    cause: Cause
+    detail: str
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class HealthCheckFailed:
+    """A health check did not get its reply in time, or failed."""
+
+    seq: int
+    at: float
+    target: str
+    cause: Cause
+    detail: str
+
+
+Event = Snapshot | StateChanged | ReconnectScheduled | ConnectionLost | HealthCheckFailed

@@ -1,0 +1,100 @@
+"""Admission of commands: open while the target is usable, bounded waiting otherwise.
+
+While the gate is not open, commands never dial Redis themselves: they wait
+for the supervisor's single prober to reopen it (or fail at their deadline),
+so a hundred waiting coroutines cost no connection attempt at all.
+"""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Callable
+
+import anyio
+
+from supervisor.errors import Unavailable
+
+__all__ = ("Admission", "Gate")
+
+Refusal = Callable[[str], Unavailable]
+
+
+class Admission(enum.Enum):
+    OPEN = "open"
+    """Commands go straight through."""
+    VERIFYING = "verifying"
+    """A connection broke; every command waits for the check that follows."""
+    DOWN = "down"
+    """The target is not usable: commands wait (or fail at once with fail_fast)."""
+    REFUSING = "refusing"
+    """Waiting cannot help (a wrong password): commands fail at once."""
+
+
+class Gate:
+    """Lets commands through while open; makes them wait, bounded, otherwise.
+
+    ``generation`` grows each time the gate reopens after an outage:
+    connections made in an older generation are never handed out again.
+    """
+
+    def __init__(self, *, max_waiters: int, fail_fast: bool) -> None:
+        self.is_open = False
+        self.admission = Admission.DOWN
+        self.generation = 0
+        self.max_waiters = max_waiters
+        self.fail_fast = fail_fast
+        self._waiters = 0
+        self._changed: anyio.Event | None = None
+        self._refusal: Refusal = _default_refusal
+
+    @property
+    def waiters(self) -> int:
+        return self._waiters
+
+    def set(self, admission: Admission, refusal: Refusal | None = None, *,
+            new_generation: bool = False) -> None:
+        """Change the admission; ``refusal(why)`` builds the error for refused commands."""
+        if new_generation:
+            self.generation += 1
+        self.admission = admission
+        self.is_open = admission is Admission.OPEN
+        self._refusal = refusal or _default_refusal
+        if self._changed is not None:
+            self._changed.set()
+            self._changed = None
+
+    async def wait_open(self, deadline: float) -> None:
+        """Return once the gate is open; raise ``Unavailable`` otherwise.
+
+        ``deadline`` is on ``anyio.current_time()``'s clock. Cancellation is
+        safe: the waiter count is restored on every path.
+        """
+        if self.is_open:
+            return
+        self._check_refused()
+        if self._waiters >= self.max_waiters:
+            raise self._refusal(f"{self._waiters} commands already wait (max_waiters)")
+        self._waiters += 1
+        try:
+            while not self.is_open:
+                if self._changed is None:
+                    self._changed = anyio.Event()
+                changed = self._changed
+                remaining = deadline - anyio.current_time()
+                if remaining <= 0:
+                    raise self._refusal("command_deadline passed while waiting")
+                with anyio.move_on_after(remaining):
+                    await changed.wait()
+                self._check_refused()
+        finally:
+            self._waiters -= 1
+
+    def _check_refused(self) -> None:
+        if self.admission is Admission.REFUSING:
+            raise self._refusal("waiting cannot help")
+        if self.admission is Admission.DOWN and self.fail_fast:
+            raise self._refusal("offline = 'fail_fast'")
+
+
+def _default_refusal(why: str) -> Unavailable:
+    return Unavailable(f"Redis is not available ({why})")

@@ -1,0 +1,40 @@
+"""What the command path tells the supervisor when a connection breaks.
+
+Reporting is synchronous and allocation-light: the command path records a
+``Loss`` and moves on; attribution happens later in the supervisor's task.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Protocol
+
+from supervisor.gate import Gate
+
+__all__ = ("Loss", "Watcher", "describe")
+
+
+@dataclass(frozen=True, slots=True)
+class Loss:
+    """One broken connection: the error, its idle time, whether a command failed."""
+
+    error: str
+    idle_for: float | None
+    command_failed: bool
+
+
+class Watcher(Protocol):
+    """The part of a supervisor that the pool and the client talk to."""
+
+    gate: Gate
+
+    @property
+    def command_deadline(self) -> float: ...
+
+    def connection_lost(self, loss: Loss) -> None: ...
+
+
+def describe(exc: BaseException) -> str:
+    """A one-line description of an error, safe for logs (no secrets in redis-py's texts)."""
+    text = str(exc).strip() or "no message"
+    return f"{type(exc).__name__}: {text}"

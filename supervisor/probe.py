@@ -1,0 +1,198 @@
+"""The supervisor's own connection: health checks with a reply deadline, and
+the server facts (``INFO``, ``CONFIG GET timeout``) that attribution needs.
+
+It is never a pooled connection, so a stalled check cannot hold up a
+command, and a reply that arrives after its deadline cannot reach anyone:
+the connection is dropped when the deadline passes.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from typing import Any
+
+import anyio
+from redis.asyncio.connection import AbstractConnection
+from redis.exceptions import RedisError, ResponseError
+
+from supervisor.causes import Cause, Evidence, attribute
+from supervisor.losses import describe
+
+__all__ = ("Probe", "ProbeFailed", "ServerFacts")
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ServerFacts:
+    """What the server said about itself at one moment."""
+
+    run_id: str
+    uptime: int
+    version: str
+    idle_timeout: float | None
+    """The server's ``timeout`` (0: disabled; None: unknown)."""
+    output_buffer_disconnections: int | None
+    evicted_clients: int | None
+    rejected_connections: int | None
+
+
+class ProbeFailed(Exception):
+    """A probe could not connect or did not get its reply.
+
+    ``stalled`` is true when the server accepted the connection but did not
+    answer in time (it is stopped, or packets are being dropped).
+    """
+
+    def __init__(self, cause: Cause, detail: str, *, stalled: bool = False) -> None:
+        super().__init__(detail)
+        self.cause = cause
+        self.detail = detail
+        self.stalled = stalled
+
+
+class Probe:
+    """One dedicated connection, opened and checked under deadlines."""
+
+    def __init__(
+        self,
+        connection_class: type[AbstractConnection],
+        kwargs: dict[str, Any],
+        *,
+        timeout: float,
+        connect_timeout: float,
+        idle_timeout: float | None,
+    ) -> None:
+        self._class = connection_class
+        self._kwargs = kwargs
+        self._timeout = timeout
+        self._connect_timeout = connect_timeout
+        self._configured_idle_timeout = idle_timeout
+        self._config_allowed = True
+        self._conn: AbstractConnection | None = None
+        self.latency: float | None = None
+
+    @property
+    def is_open(self) -> bool:
+        return self._conn is not None
+
+    async def open(self) -> ServerFacts:
+        """Connect afresh and read the server facts; raise ``ProbeFailed``."""
+        await self.close()
+        conn = self._class(**self._kwargs)
+        try:
+            with anyio.fail_after(self._connect_timeout + self._timeout):
+                await conn.connect()
+        except TimeoutError:
+            await _drop(conn)
+            raise ProbeFailed(
+                Cause.NETWORK,
+                f"connected but no handshake reply within "
+                f"{self._connect_timeout + self._timeout:g} s (server stalled or packets dropped)",
+                stalled=True,
+            ) from None
+        except (RedisError, OSError) as exc:
+            await _drop(conn)
+            raise _failed(exc) from None
+        except BaseException:
+            await _drop(conn)
+            raise
+        self._conn = conn
+        return await self.facts()
+
+    async def ping(self) -> float:
+        """PING and wait for PONG within the health-check timeout; return the latency."""
+        started = time.perf_counter()
+        await self._call("PING")
+        self.latency = time.perf_counter() - started
+        return self.latency
+
+    async def facts(self) -> ServerFacts:
+        """Read ``INFO`` and, where allowed, ``CONFIG GET timeout``."""
+        info = _parse_info(await self._call("INFO"))
+        if info.get("loading") == "1":
+            await self.close()
+            raise ProbeFailed(Cause.LOADING, "INFO persistence says loading:1")
+        idle_timeout = self._configured_idle_timeout
+        if self._config_allowed:
+            try:
+                reply = await self._call("CONFIG", "GET", "timeout")
+                idle_timeout = float(_config_value(reply))
+            except ResponseError:
+                self._config_allowed = False
+        return ServerFacts(
+            run_id=info.get("run_id", ""),
+            uptime=int(info.get("uptime_in_seconds", "0")),
+            version=info.get("redis_version", "?"),
+            idle_timeout=idle_timeout,
+            output_buffer_disconnections=_int(info.get("client_output_buffer_limit_disconnections")),
+            evicted_clients=_int(info.get("evicted_clients")),
+            rejected_connections=_int(info.get("rejected_connections")),
+        )
+
+    @property
+    def config_allowed(self) -> bool:
+        return self._config_allowed
+
+    async def close(self) -> None:
+        conn, self._conn = self._conn, None
+        if conn is not None:
+            await _drop(conn)
+
+    async def _call(self, *args: Any) -> Any:
+        conn = self._conn
+        if conn is None:
+            raise ProbeFailed(Cause.UNKNOWN, "probe connection is not open")
+        try:
+            with anyio.fail_after(self._timeout):
+                await conn.send_command(*args, check_health=False)
+                return await conn.read_response()
+        except TimeoutError:
+            await self.close()
+            raise ProbeFailed(
+                Cause.NETWORK,
+                f"no reply to {args[0]} within {self._timeout:g} s "
+                "(server stalled or packets dropped)",
+                stalled=True,
+            ) from None
+        except ResponseError as exc:
+            if "loading" in str(exc).lower() or args[0] != "CONFIG":
+                await self.close()
+                raise _failed(exc) from None
+            raise
+        except (RedisError, OSError) as exc:
+            await self.close()
+            raise _failed(exc) from None
+
+
+def _failed(exc: BaseException) -> ProbeFailed:
+    cause, detail = attribute(Evidence(error=describe(exc), reachable=False))
+    return ProbeFailed(cause, detail)
+
+
+async def _drop(conn: AbstractConnection) -> None:
+    with anyio.CancelScope(shield=True), anyio.move_on_after(1):
+        try:
+            await conn.disconnect(nowait=True)
+        except (RedisError, OSError):
+            pass
+
+
+def _parse_info(raw: Any) -> dict[str, str]:
+    text = raw.decode("utf-8", "replace") if isinstance(raw, bytes) else str(raw)
+    out = {}
+    for line in text.splitlines():
+        key, sep, value = line.partition(":")
+        if sep and not key.startswith("#"):
+            out[key] = value.strip()
+    return out
+
+
+def _config_value(reply: Any) -> Any:
+    """The value of a one-key ``CONFIG GET`` reply: a map on RESP3, a pair on RESP2."""
+    if isinstance(reply, dict):
+        return next(iter(reply.values()))
+    return reply[1]
+
+
+def _int(value: str | None) -> int | None:
+    return int(value) if value is not None and value.lstrip("-").isdigit() else None

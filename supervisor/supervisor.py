@@ -1,0 +1,444 @@
+"""``Supervisor``: owns the pool and the one task that watches the target.
+
+A single background task (in a task group the supervisor owns) checks
+health, reconnects with backoff while the target is down, attributes every
+lost connection to a cause, and moves the state machine. The command path
+only reads the gate and reports what broke.
+"""
+
+from __future__ import annotations
+
+import random
+import time
+from collections import Counter
+from collections.abc import AsyncGenerator
+from contextlib import asynccontextmanager
+from typing import NamedTuple, Self, final
+
+import anyio
+import structlog
+from anyio import AsyncContextManagerMixin
+from redis.asyncio.retry import Retry
+from redis.backoff import NoBackoff
+
+from supervisor.backoff import Backoff
+from supervisor.causes import Cause, Evidence, attribute, fix_for
+from supervisor.client import SupervisedRedis
+from supervisor.config import SupervisorConfig
+from supervisor.errors import Unavailable
+from supervisor.events import (
+    ConnectionLost,
+    Event,
+    HealthCheckFailed,
+    ReconnectScheduled,
+    Snapshot,
+    StateChanged,
+)
+from supervisor.gate import Admission, Gate
+from supervisor.hub import Hub, Subscription
+from supervisor.losses import Loss
+from supervisor.pool import SupervisedConnectionPool, connection_class_for
+from supervisor.probe import Probe, ProbeFailed, ServerFacts
+from supervisor.state import ConnectionState, check_transition
+
+__all__ = ("Supervisor", "SupervisorStatistics")
+
+log = structlog.get_logger("supervisor")
+
+_MAX_PENDING_LOSSES = 1000
+
+
+class SupervisorStatistics(NamedTuple):
+    """A read-only snapshot of counters, for metrics and tests."""
+
+    state: ConnectionState
+    generation: int
+    """How many times the pool was renewed after an outage (1 after the first connect)."""
+    connect_attempts: int
+    """Failed connection attempts by the prober."""
+    connections_lost: int
+    health_checks: int
+    health_latency: float | None
+    """Seconds the last PING took, or None before the first."""
+    waiters: int
+    subscribers: int
+    dropped_events: int
+    """Events subscribers lost to a full buffer (current subscribers only)."""
+
+
+@final
+class Supervisor(AsyncContextManagerMixin):
+    """Supervise one Redis target: ``async with Supervisor(config) as sup``.
+
+    Entering starts the background task and returns at once, even when Redis
+    is down; leaving stops the task, ends every subscription and closes the
+    pool. ``sup.client`` is a ``redis.asyncio.Redis`` for the application.
+
+    Args:
+        config: the target and its settings (default: ``SupervisorConfig()``).
+        rng: random source of the backoff jitter (seed it in tests).
+    """
+
+    def __init__(
+        self, config: SupervisorConfig | None = None, *, rng: random.Random | None = None
+    ) -> None:
+        self.config = config = config or SupervisorConfig()
+        self.target = config.target
+        self._log = log.bind(target=self.target)
+        kwargs = config.connection_kwargs()
+        kwargs["retry"] = Retry(NoBackoff(), 0)
+        connection_class = connection_class_for(kwargs)
+        self.gate = Gate(max_waiters=config.max_waiters, fail_fast=config.offline == "fail_fast")
+        self._pool = SupervisedConnectionPool(
+            watcher=self,
+            connection_class=connection_class,
+            max_connections=config.max_connections,
+            **kwargs,
+        )
+        self.client: SupervisedRedis = SupervisedRedis(
+            connection_pool=self._pool, idempotent=frozenset(config.idempotent_commands)
+        )
+        self._probe = Probe(
+            connection_class,
+            kwargs,
+            timeout=config.health_check_timeout,
+            connect_timeout=config.socket_connect_timeout,
+            idle_timeout=config.server_idle_timeout,
+        )
+        self._backoff = Backoff(
+            config.backoff_base, config.backoff_cap, jitter=config.backoff_jitter, rng=rng
+        )
+        self._hub = Hub()
+        self._seq = 0
+        self._state = ConnectionState.CONNECTING
+        self._cause: Cause | None = None
+        self._detail = "not connected yet"
+        self._facts: ServerFacts | None = None
+        self._losses: list[Loss] = []
+        self._failed_commands = 0
+        self._outage_started: float | None = None
+        self._changed: anyio.Event | None = None
+        self._wake: anyio.Event | None = None
+        self._entered = False
+        self._connect_attempts = 0
+        self._connections_lost = 0
+        self._health_checks = 0
+
+    # -- what the application reads -------------------------------------------------
+
+    @property
+    def state(self) -> ConnectionState:
+        return self._state
+
+    @property
+    def cause(self) -> Cause | None:
+        """Why the target is not READY (or what the last outage was)."""
+        return self._cause
+
+    @property
+    def detail(self) -> str:
+        return self._detail
+
+    @property
+    def command_deadline(self) -> float:
+        return self.config.command_deadline
+
+    def statistics(self) -> SupervisorStatistics:
+        return SupervisorStatistics(
+            state=self._state,
+            generation=self.gate.generation,
+            connect_attempts=self._connect_attempts,
+            connections_lost=self._connections_lost,
+            health_checks=self._health_checks,
+            health_latency=self._probe.latency,
+            waiters=self.gate.waiters,
+            subscribers=len(self._hub),
+            dropped_events=self._hub.dropped,
+        )
+
+    def __repr__(self) -> str:
+        pool = self._pool
+        in_use = len(pool._in_use_connections)
+        total = in_use + len(pool._available_connections)
+        return (
+            f"<Supervisor {self.target} [{self._state.value} | pool {in_use}/{total} in use"
+            f" | subscribers {len(self._hub)}]>"
+        )
+
+    async def wait_for(self, state: ConnectionState, timeout: float | None = None) -> None:
+        """Wait until the target is in ``state``.
+
+        Raises:
+            TimeoutError: ``timeout`` seconds passed first; the message says
+                where the target stands and why.
+        """
+        try:
+            with anyio.fail_after(timeout):
+                while self._state is not state:
+                    if self._state is ConnectionState.CLOSED:
+                        raise RuntimeError(f"supervisor of {self.target} is closed")
+                    await self._state_changed().wait()
+        except TimeoutError:
+            cause = f", cause {self._cause.value}" if self._cause else ""
+            raise TimeoutError(
+                f"{self.target} not {state.value} after {timeout} s: it is "
+                f"{self._state.value}{cause}: {self._detail}"
+            ) from None
+
+    @asynccontextmanager
+    async def subscribe(self, max_buffer: int | None = None) -> AsyncGenerator[Subscription]:
+        """Receive a ``Snapshot`` of the current state, then every event.
+
+        Each subscriber has its own buffer of ``max_buffer`` events (default
+        ``config.event_buffer``); when it is full the oldest is dropped and
+        ``events.dropped`` counts it. Leaving the block unsubscribes.
+        """
+        subscription = Subscription(max_buffer or self.config.event_buffer)
+        self._seq += 1
+        self._hub.add(
+            subscription,
+            Snapshot(seq=self._seq, at=time.time(), target=self.target, state=self._state,
+                     cause=self._cause, detail=self._detail),
+        )
+        try:
+            yield subscription
+        finally:
+            self._hub.remove(subscription)
+
+    # -- lifecycle ----------------------------------------------------------------------
+
+    @asynccontextmanager
+    async def __asynccontextmanager__(self) -> AsyncGenerator[Self]:
+        if self._entered:
+            raise RuntimeError("a Supervisor can be entered only once; create a new one")
+        self._entered = True
+        self._wake = anyio.Event()
+        try:
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(self._run)
+                try:
+                    yield self
+                finally:
+                    tg.cancel_scope.cancel()
+        finally:
+            with anyio.CancelScope(shield=True), anyio.move_on_after(5):
+                await self._close()
+
+    async def _close(self) -> None:
+        self._transition(ConnectionState.CLOSED, None, "supervisor stopped")
+        self._hub.close()
+        await self._probe.close()
+        await self._pool.aclose()
+
+    # -- the watcher interface the pool and client use -------------------------------
+
+    def connection_lost(self, loss: Loss) -> None:
+        """Record a broken connection; a failed command also makes new commands
+        wait for the check that follows, so they do not dial a dead server."""
+        if len(self._losses) < _MAX_PENDING_LOSSES:
+            self._losses.append(loss)
+        if loss.command_failed:
+            self._failed_commands += 1
+            if self.gate.admission is Admission.OPEN:
+                self.gate.set(Admission.VERIFYING, self._refusal())
+        if self._wake is not None:
+            self._wake.set()
+
+    # -- the background task ----------------------------------------------------------
+
+    async def _run(self) -> None:
+        while True:
+            if self._state in (ConnectionState.CONNECTING, ConnectionState.RECONNECTING):
+                await self._connect_once()
+            else:
+                await self._check_once()
+
+    async def _connect_once(self) -> None:
+        try:
+            facts = await self._probe.open()
+        except ProbeFailed as failure:
+            await anyio.sleep(self._schedule_retry(failure.cause, failure.detail))
+            return
+        self._recovered(facts)
+
+    def _schedule_retry(self, cause: Cause, detail: str) -> float:
+        self._connect_attempts += 1
+        self._cause, self._detail = cause, detail
+        self._admit_while_down(cause)
+        delay = self.config.backoff_cap if cause is Cause.AUTH else self._backoff.next_delay()
+        attempt = self._backoff.attempt if cause is not Cause.AUTH else self._connect_attempts
+        self._publish(ReconnectScheduled, attempt=attempt, delay=round(delay, 3),
+                      cause=cause, detail=detail)
+        self._log.warning("reconnect_scheduled", attempt=attempt, delay=round(delay, 3),
+                          cause=cause.value, detail=detail)
+        return delay
+
+    def _recovered(self, facts: ServerFacts) -> None:
+        previous, down_cause = self._facts, self._cause
+        self._backoff.reset()
+        self._losses.clear()
+        if self._state is ConnectionState.CONNECTING:
+            cause, detail = None, f"connected to Redis {facts.version}"
+        elif previous and previous.run_id and previous.run_id != facts.run_id:
+            cause = Cause.SERVER_RESTART
+            detail = (f"server restarted: run_id {previous.run_id[:8]} -> {facts.run_id[:8]}, "
+                      f"up {facts.uptime} s")
+        else:
+            cause = down_cause
+            detail = f"recovered; the outage was {down_cause.value if down_cause else 'unknown'}"
+        self._facts = facts
+        self._transition(ConnectionState.READY, cause, detail)
+
+    async def _check_once(self) -> None:
+        wake = self._wake
+        assert wake is not None
+        with anyio.move_on_after(self._period()):
+            await wake.wait()
+        self._wake = anyio.Event()
+        failed_before = self._failed_commands
+        self._health_checks += 1
+        try:
+            if not self._probe.is_open:
+                facts = await self._probe.open()
+            else:
+                await self._probe.ping()
+                facts = await self._probe.facts()
+        except ProbeFailed as failure:
+            await self._check_failed(failure)
+            return
+        self._healthy(facts, failed_before)
+        refresh_after = (facts.idle_timeout or 0) / 3 or float("inf")
+        await self._pool.refresh_idle(refresh_after, self.config.health_check_timeout)
+
+    async def _check_failed(self, failure: ProbeFailed) -> None:
+        self._publish(HealthCheckFailed, cause=failure.cause, detail=failure.detail)
+        self._log.warning("health_check_failed", cause=failure.cause.value, detail=failure.detail)
+        if not failure.stalled:
+            self._losses.append(Loss(failure.detail, None, command_failed=False))
+            try:
+                facts = await self._probe.open()
+            except ProbeFailed as again:
+                failure = again
+            else:
+                self._healthy(facts, self._failed_commands)
+                return
+        if failure.stalled:
+            if self._state is ConnectionState.READY:
+                self._transition(ConnectionState.UNHEALTHY, Cause.NETWORK, failure.detail)
+        else:
+            self._outage_started = time.monotonic()
+            self._transition(ConnectionState.RECONNECTING, failure.cause, failure.detail)
+
+    def _healthy(self, facts: ServerFacts, failed_before: int) -> None:
+        self._attribute_losses(facts)
+        if self._state is ConnectionState.UNHEALTHY:
+            self._transition(ConnectionState.READY, self._cause, "answers health checks again")
+        elif self.gate.admission is Admission.VERIFYING:
+            if self._failed_commands == failed_before:
+                self.gate.set(Admission.OPEN)
+            elif self._wake is not None:
+                self._wake.set()
+
+    def _attribute_losses(self, facts: ServerFacts) -> None:
+        losses, self._losses = self._losses, []
+        before = self._facts
+        self._facts = facts
+        if not losses:
+            return
+        found: Counter[tuple[Cause, str]] = Counter()
+        for loss in losses:
+            evidence = Evidence(
+                error=loss.error,
+                idle_for=loss.idle_for,
+                server_timeout=facts.idle_timeout,
+                run_id_before=before.run_id if before else None,
+                run_id_after=facts.run_id,
+                uptime_after=facts.uptime,
+                reachable=True,
+                output_buffer_disconnections_delta=_delta(before, facts, "output_buffer_disconnections"),
+                evicted_clients_delta=_delta(before, facts, "evicted_clients"),
+            )
+            found[attribute(evidence)] += 1
+        self._connections_lost += len(losses)
+        for (cause, detail), count in found.items():
+            text = f"{count} connection{'s' if count > 1 else ''}: {detail}"
+            self._publish(ConnectionLost, cause=cause, detail=text)
+            self._log.warning("connection_lost", cause=cause.value, detail=text, count=count)
+            if cause is Cause.SERVER_RESTART and self._state is ConnectionState.READY:
+                self.gate.set(Admission.OPEN, new_generation=True)
+
+    def _period(self) -> float:
+        interval = self.config.health_check_interval
+        timeout = self._facts.idle_timeout if self._facts else None
+        return min(interval, timeout / 3) if timeout else interval
+
+    # -- the one place the state changes ------------------------------------------------
+
+    def _transition(self, new: ConnectionState, cause: Cause | None, detail: str) -> None:
+        previous = self._state
+        if new is previous:
+            return
+        check_transition(previous, new)
+        self._state, self._cause, self._detail = new, cause, detail
+        if new is ConnectionState.READY:
+            self.gate.set(Admission.OPEN, new_generation=True)
+        elif new is ConnectionState.CLOSED:
+            self.gate.set(Admission.REFUSING, self._refusal())
+        else:
+            self._admit_while_down(cause)
+        if self._changed is not None:
+            self._changed.set()
+            self._changed = None
+        self._publish(StateChanged, previous=previous, current=new, cause=cause, detail=detail)
+        log_method = self._log.info if new in (ConnectionState.READY, ConnectionState.CLOSED) else self._log.warning
+        log_method("state_changed", previous=previous.value, current=new.value,
+                   cause=cause.value if cause else None, detail=detail)
+
+    def _admit_while_down(self, cause: Cause | None) -> None:
+        admission = Admission.REFUSING if cause is Cause.AUTH else Admission.DOWN
+        self.gate.set(admission, self._refusal())
+
+    def _refusal(self) -> _Refusal:
+        return _Refusal(self)
+
+    def _state_changed(self) -> anyio.Event:
+        if self._changed is None:
+            self._changed = anyio.Event()
+        return self._changed
+
+    def _publish(self, kind: type[Event], **fields: object) -> None:
+        self._seq += 1
+        event = kind(seq=self._seq, at=time.time(), target=self.target, **fields)  # type: ignore[call-arg]
+        self._hub.publish(event)
+
+
+class _Refusal:
+    """Builds the error a refused command gets from the supervisor's state at that moment."""
+
+    __slots__ = ("_sup",)
+
+    def __init__(self, sup: Supervisor) -> None:
+        self._sup = sup
+
+    def __call__(self, why: str) -> Unavailable:
+        sup = self._sup
+        cause = sup.cause
+        if sup.state is ConnectionState.CLOSED:
+            return Unavailable(f"Redis at {sup.target}: the supervisor is closed ({why})")
+        if cause is None:
+            return Unavailable(
+                f"Redis at {sup.target} is {sup.state.value}: {sup.detail} ({why})", cause=None
+            )
+        return Unavailable(
+            f"Redis at {sup.target} is {sup.state.value}, cause {cause.value}: "
+            f"{sup.detail.rstrip('.')}. "
+            f"{fix_for(cause)} ({why})",
+            cause=cause,
+        )
+
+
+def _delta(before: ServerFacts | None, after: ServerFacts, name: str) -> int | None:
+    if before is None:
+        return None
+    a, b = getattr(before, name), getattr(after, name)
+    return b - a if a is not None and b is not None else None

@@ -1,0 +1,106 @@
+"""A small asyncio TCP relay between the supervisor and a real redis-server.
+
+It injects the faults a real network has: ``blackhole()`` swallows traffic in
+both directions while keeping sockets open, and ``cut_reply_after(pattern)``
+forwards the next request containing ``pattern`` and closes that client
+connection when the server's reply arrives, without passing the reply on.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from types import TracebackType
+
+
+class FaultProxy:
+    def __init__(self, upstream_port: int) -> None:
+        self.upstream_port = upstream_port
+        self.port = 0
+        self.accepted = 0
+        self.blackholed = False
+        self._cut_pattern: bytes | None = None
+        self.cut_done = asyncio.Event()
+        self._server: asyncio.Server | None = None
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._writers: set[asyncio.StreamWriter] = set()
+
+    @property
+    def url(self) -> str:
+        return f"redis://127.0.0.1:{self.port}/0"
+
+    async def __aenter__(self) -> FaultProxy:
+        self._server = await asyncio.start_server(self._handle, "127.0.0.1", 0)
+        self.port = self._server.sockets[0].getsockname()[1]
+        return self
+
+    async def __aexit__(
+        self, et: type[BaseException] | None, e: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        assert self._server is not None
+        self._server.close()
+        for writer in list(self._writers):
+            writer.close()
+        for task in list(self._tasks):
+            task.cancel()
+        for task in list(self._tasks):
+            with contextlib.suppress(BaseException):
+                await task
+        await self._server.wait_closed()
+
+    def blackhole(self, on: bool = True) -> None:
+        self.blackholed = on
+
+    def cut_reply_after(self, pattern: bytes) -> None:
+        self.cut_done.clear()
+        self._cut_pattern = pattern
+
+    async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self.accepted += 1
+        self._writers.add(writer)
+        try:
+            up_reader, up_writer = await asyncio.open_connection("127.0.0.1", self.upstream_port)
+        except OSError:
+            writer.close()
+            self._writers.discard(writer)
+            return
+        self._writers.add(up_writer)
+        armed = asyncio.Event()
+        tasks = [
+            asyncio.ensure_future(self._pipe(reader, up_writer, writer, armed, upstream=True)),
+            asyncio.ensure_future(self._pipe(up_reader, writer, writer, armed, upstream=False)),
+        ]
+        for task in tasks:
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
+        await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
+        for task in tasks:
+            task.cancel()
+        for w in (writer, up_writer):
+            w.close()
+            self._writers.discard(w)
+
+    async def _pipe(
+        self,
+        src: asyncio.StreamReader,
+        dst: asyncio.StreamWriter,
+        client: asyncio.StreamWriter,
+        armed: asyncio.Event,
+        *,
+        upstream: bool,
+    ) -> None:
+        while True:
+            data = await src.read(65536)
+            if not data:
+                return
+            if self.blackholed:
+                continue
+            if upstream and self._cut_pattern is not None and self._cut_pattern in data:
+                self._cut_pattern = None
+                armed.set()
+            elif not upstream and armed.is_set():
+                client.transport.abort()
+                self.cut_done.set()
+                return
+            dst.write(data)
+            await dst.drain()

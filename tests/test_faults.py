@@ -1,0 +1,310 @@
+"""The seed's faults, injected into a real redis-server under a supervised client."""
+
+from __future__ import annotations
+
+import anyio
+import pytest
+
+from supervisor import (
+    Cause,
+    ConnectionLost,
+    ConnectionState,
+    OutcomeUnknown,
+    ReconnectScheduled,
+    StateChanged,
+    Unavailable,
+)
+from tests.helpers.events import until
+
+READY = ConnectionState.READY
+
+
+def changed_to(*states):
+    return lambda e: isinstance(e, StateChanged) and e.current in states
+
+
+async def test_restart_under_load_no_read_fails(server, supervise):
+    """SIGKILL and restart under 10 GET loops: no read errors; READY -> RECONNECTING ->
+    READY with cause SERVER_RESTART once the new run_id is seen."""
+    errors: list[BaseException] = []
+    reads = 0
+    target = float("inf")
+    enough = anyio.Event()
+    async with supervise(server.url) as sup:
+        await sup.wait_for(READY, timeout=5)
+        await sup.client.set("k", "v")
+        async with sup.subscribe() as events, anyio.create_task_group() as tg:
+            stop = anyio.Event()
+
+            async def reader():
+                nonlocal reads
+                while not stop.is_set():
+                    try:
+                        await sup.client.get("k")
+                        reads += 1
+                    except Exception as exc:  # noqa: BLE001 - any error fails the test
+                        errors.append(exc)
+                        enough.set()
+                        return
+                    if reads >= target:
+                        enough.set()
+
+            for _ in range(10):
+                tg.start_soon(reader)
+            server.kill()
+            down = await until(events, changed_to(ConnectionState.RECONNECTING))
+            assert down.previous is READY
+            assert down.cause in (Cause.NETWORK, Cause.SERVER_RESTART)
+            for _ in range(3):
+                await until(events, lambda e: isinstance(e, ReconnectScheduled))
+            server.start()
+            up = await until(events, changed_to(READY))
+            assert up.cause is Cause.SERVER_RESTART
+            assert "run_id" in up.detail
+            target = reads + 100
+            with anyio.fail_after(10):
+                await enough.wait()
+            stop.set()
+    assert errors == []
+
+
+async def test_idle_timeout_is_prevented(server, supervise):
+    """CONFIG SET timeout 1, idle 2.5 s, then 10 concurrent GETs: no error, and no
+    pooled connection was closed by the server for idleness."""
+    admin = server.admin()
+    async with supervise(server.url) as sup:
+        await sup.wait_for(READY, timeout=5)
+        async with anyio.create_task_group() as tg:
+            for _ in range(10):
+                tg.start_soon(sup.client.get, "k")
+        admin.config_set("timeout", 1)
+        async with sup.subscribe() as events:
+            checks = sup.statistics().health_checks
+            with anyio.move_on_after(2.5):  # the app idles: this is the scenario, not a sync
+                await until(events, lambda e: isinstance(e, ConnectionLost), bound=3)
+                pytest.fail("a connection was lost to the idle timeout")
+            assert sup.statistics().health_checks > checks + 3
+            async with anyio.create_task_group() as tg:
+                for _ in range(10):
+                    tg.start_soon(sup.client.get, "k")
+        assert sup.statistics().connections_lost == 0
+    admin.close()
+
+
+async def test_client_kill_next_commands_succeed(server, supervise):
+    """CLIENT KILL TYPE normal: the next 10 concurrent commands succeed and the loss
+    is reported with cause SERVER_CLOSED."""
+    admin = server.admin()
+    async with supervise(server.url) as sup:
+        await sup.wait_for(READY, timeout=5)
+        async with anyio.create_task_group() as tg:
+            for _ in range(10):
+                tg.start_soon(sup.client.get, "k")
+        async with sup.subscribe() as events:
+            killed = admin.client_kill_filter(_type="normal", skipme=True)
+            assert killed >= 2
+            results = []
+
+            async def get():
+                results.append(await sup.client.get("k"))
+
+            async with anyio.create_task_group() as tg:
+                for _ in range(10):
+                    tg.start_soon(get)
+            assert results == [None] * 10
+            lost = await until(events, lambda e: isinstance(e, ConnectionLost))
+            assert lost.cause is Cause.SERVER_CLOSED
+            assert sup.state is READY
+    admin.close()
+
+
+async def test_stall_is_detected_and_recovers(server, supervise):
+    """SIGSTOP: UNHEALTHY or RECONNECTING within about one interval plus timeout;
+    READY after SIGCONT; commands waiting through it succeed."""
+    async with supervise(server.url) as sup:
+        await sup.wait_for(READY, timeout=5)
+        await sup.client.set("k", "v")
+        async with sup.subscribe() as events:
+            server.stop()
+            try:
+                down = await until(
+                    events, changed_to(ConnectionState.UNHEALTHY, ConnectionState.RECONNECTING)
+                )
+                assert down.cause is Cause.NETWORK
+                async with anyio.create_task_group() as tg:
+                    results = []
+
+                    async def get():
+                        results.append(await sup.client.get("k"))
+
+                    tg.start_soon(get)
+                    await anyio.wait_all_tasks_blocked()
+                    assert sup.statistics().waiters == 1
+                    server.cont()
+                await until(events, changed_to(READY))
+                assert results == [b"v"]
+            finally:
+                server.cont()
+
+
+async def test_stall_fail_fast(server, supervise):
+    """With offline = "fail_fast", a command during a stall fails at once, clearly."""
+    async with supervise(server.url, offline="fail_fast") as sup:
+        await sup.wait_for(READY, timeout=5)
+        async with sup.subscribe() as events:
+            server.stop()
+            try:
+                await until(events, changed_to(ConnectionState.UNHEALTHY,
+                                               ConnectionState.RECONNECTING))
+                with anyio.fail_after(1), pytest.raises(Unavailable, match="fail_fast"):
+                    await sup.client.get("k")
+            finally:
+                server.cont()
+            await until(events, changed_to(READY))
+            assert await sup.client.get("k") is None
+
+
+async def test_maxclients_clear_error_bounded_attempts_recovery(server, supervise):
+    """maxclients exhausted: a clear error naming maxclients and the fix, attempts
+    bounded by the backoff, cause MAXCLIENTS, recovery when slots free up."""
+    admin = server.admin()
+    async with supervise(server.url, command_deadline=0.5, backoff_base=0.05,
+                         backoff_cap=0.4) as sup:
+        await sup.wait_for(READY, timeout=5)
+        async with sup.subscribe() as events:
+            admin.config_set("maxclients", 1)
+            rejected_before = int(admin.info("stats")["rejected_connections"])
+            admin.client_kill_filter(_type="normal", skipme=True)
+            down = await until(events, changed_to(ConnectionState.RECONNECTING))
+            assert down.cause is Cause.MAXCLIENTS
+            with pytest.raises(Unavailable, match="maxclients") as info:
+                await sup.client.get("k")
+            assert "CONFIG SET maxclients" in str(info.value)
+            attempts = 0
+            while attempts < 5:
+                event = await until(events, lambda e: isinstance(e, ReconnectScheduled))
+                assert event.cause is Cause.MAXCLIENTS
+                assert event.delay <= 0.4
+                attempts = event.attempt
+            rejected = int(admin.info("stats")["rejected_connections"]) - rejected_before
+            # one rejected connection per prober attempt (plus the command's own and
+            # the one the check made at once): not one per waiting command
+            assert rejected <= attempts + 3, (rejected, attempts)
+            admin.config_set("maxclients", 10000)
+            await until(events, changed_to(READY))
+            assert await sup.client.get("k") is None
+    admin.close()
+
+
+async def test_lost_reply_write_is_never_applied_twice(server, proxy, supervise):
+    """The proxy forwards INCR and cuts the reply: OutcomeUnknown naming INCR, and the
+    counter is 1, not 2. A GET whose reply is cut is retried transparently."""
+    admin = server.admin()
+    admin.set("counter", 0)
+    async with supervise(proxy.url) as sup:
+        await sup.wait_for(READY, timeout=5)
+        proxy.cut_reply_after(b"INCR")
+        with pytest.raises(OutcomeUnknown, match="INCR") as info:
+            await sup.client.incr("counter")
+        assert info.value.command == "INCRBY"  # redis-py sends incr() as INCRBY key 1
+        assert admin.get("counter") == "1"
+        proxy.cut_reply_after(b"GET")
+        assert await sup.client.get("counter") == b"1"
+        assert proxy.cut_done.is_set()
+        assert admin.get("counter") == "1"
+    admin.close()
+
+
+async def test_outcome_unknown_is_a_redis_connection_error():
+    """Code that catches redis-py's ConnectionError keeps catching it."""
+    import redis.exceptions
+
+    assert issubclass(OutcomeUnknown, redis.exceptions.ConnectionError)
+    assert issubclass(Unavailable, redis.exceptions.ConnectionError)
+
+
+async def test_cancelled_command_leaves_no_desynced_connection(server, proxy, supervise):
+    """A GET cancelled while its reply is held back never leaves a connection whose
+    next reader gets that reply."""
+    admin = server.admin()
+    admin.set("a", "A")
+    admin.set("b", "B")
+    async with supervise(proxy.url, max_connections=1) as sup:
+        await sup.wait_for(READY, timeout=5)
+        assert await sup.client.get("a") == b"A"
+        proxy.blackhole()
+        with anyio.move_on_after(0.2):
+            await sup.client.get("a")
+        proxy.blackhole(False)
+        for _ in range(20):
+            assert await sup.client.get("b") == b"B"
+    admin.close()
+
+
+async def test_one_prober_for_many_waiters(server, proxy, supervise):
+    """While the target is down, 100 waiting commands cost no connection attempts of
+    their own; past max_waiters commands fail at once; all succeed after recovery."""
+    async with supervise(proxy.url, max_waiters=100, backoff_base=0.05, backoff_cap=0.2) as sup:
+        await sup.wait_for(READY, timeout=5)
+        async with sup.subscribe() as events:
+            server.kill()
+            await until(events, changed_to(ConnectionState.RECONNECTING))
+            results: list[object] = []
+            async with anyio.create_task_group() as tg:
+
+                async def get():
+                    results.append(await sup.client.get("k"))
+
+                for _ in range(100):
+                    tg.start_soon(get)
+                await anyio.wait_all_tasks_blocked()
+                assert sup.statistics().waiters == 100
+                with pytest.raises(Unavailable, match="max_waiters"):
+                    await sup.client.get("k")
+                accepted = proxy.accepted
+                attempts = 0
+                while attempts < 3:
+                    event = await until(events, lambda e: isinstance(e, ReconnectScheduled))
+                    attempts += 1
+                assert proxy.accepted - accepted <= attempts + 1
+                server.start()
+            assert results == [None] * 100
+
+
+async def test_command_deadline_bounds_the_wait(server, supervise):
+    """A command waiting through an outage fails at command_deadline with the cause."""
+    async with supervise(server.url, command_deadline=0.3) as sup:
+        await sup.wait_for(READY, timeout=5)
+        async with sup.subscribe() as events:
+            server.kill()
+            await until(events, changed_to(ConnectionState.RECONNECTING))
+            with anyio.fail_after(5), pytest.raises(Unavailable, match="command_deadline"):
+                await sup.client.get("k")
+
+
+async def test_no_connection_from_before_an_outage_is_reused(server, supervise):
+    """After an outage every pooled connection is new: the server sees new client ids."""
+    admin = server.admin()
+    async with supervise(server.url) as sup:
+        await sup.wait_for(READY, timeout=5)
+        await sup.client.get("k")
+        async with sup.subscribe() as events:
+            admin.client_pause(1500)
+            await until(events, changed_to(ConnectionState.UNHEALTHY))
+            await until(events, changed_to(READY))
+        before = {c["id"] for c in admin.client_list()}
+        assert await sup.client.client_id() not in before
+    admin.close()
+
+
+async def test_health_check_needs_the_reply(server, proxy, supervise):
+    """A blackholed network: the PING goes out, no PONG comes back: UNHEALTHY, then
+    READY once traffic flows again."""
+    async with supervise(proxy.url) as sup:
+        await sup.wait_for(READY, timeout=5)
+        async with sup.subscribe() as events:
+            proxy.blackhole()
+            down = await until(events, changed_to(ConnectionState.UNHEALTHY))
+            assert "PING" in down.detail or "handshake" in down.detail
+            proxy.blackhole(False)
+            await until(events, changed_to(READY))

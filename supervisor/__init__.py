@@ -46,9 +46,6 @@ __version__ = "0.1.0"
 
 for _name in __all__:
     _obj = globals()[_name]
-    if hasattr(_obj, "__module__") and isinstance(_obj, type):
-        try:
-            _obj.__module__ = "supervisor"
-        except (AttributeError, TypeError):
-            pass
+    if isinstance(_obj, type):
+        _obj.__module__ = "supervisor"
 del _name, _obj

@@ -49,8 +49,7 @@ _FIXES: dict[Cause, str] = {
     ),
     Cause.LOADING: "the server is loading its dataset into memory; it answers when done",
     Cause.READONLY: (
-        "the server is a replica now (failover); point the URL at the master "
-        "or use Sentinel"
+        "the server is a replica now (failover); point the URL at the master or use Sentinel"
     ),
     Cause.AUTH: (
         "authentication failed; fix the username/password in the URL or the "
@@ -105,8 +104,10 @@ def attribute(evidence: Evidence) -> tuple[Cause, str]:
     text = evidence.error.lower()
     if "max number of clients" in text:
         return Cause.MAXCLIENTS, f"server replied: {evidence.error}"
-    if any(m in text for m in ("wrongpass", "noauth", "invalid username", "invalid password",
-                                "authentication")):
+    if any(
+        m in text
+        for m in ("wrongpass", "noauth", "invalid username", "invalid password", "authentication")
+    ):
         return Cause.AUTH, f"server replied: {evidence.error}"
     if "loading" in text and "dataset" in text:
         return Cause.LOADING, f"server replied: {evidence.error}"
@@ -144,7 +145,17 @@ def attribute(evidence: Evidence) -> tuple[Cause, str]:
 def _looks_like_network(text: str) -> bool:
     return any(
         m in text
-        for m in ("refused", "reset", "timeout", "timed out", "unreachable",
-                  "closed by server", "error while reading", "error while writing",
-                  "no route", "name or service", "broken pipe")
+        for m in (
+            "refused",
+            "reset",
+            "timeout",
+            "timed out",
+            "unreachable",
+            "closed by server",
+            "error while reading",
+            "error while writing",
+            "no route",
+            "name or service",
+            "broken pipe",
+        )
     )

@@ -41,15 +41,13 @@ class SupervisedRedis(Redis):
 
     async def execute_command(self, *args: Any, **options: Any) -> Any:
         try:
-            return await super().execute_command(*args, **options)
+            return await super().execute_command(*args, **options)  # type: ignore[no-untyped-call]
         except (RedisConnectionError, RedisTimeoutError) as exc:
             if isinstance(exc, _NOT_OURS):
                 raise
             return await self._recover(args, options, exc)
 
-    async def _recover(
-        self, args: tuple[Any, ...], options: dict[str, Any], exc: Exception
-    ) -> Any:
+    async def _recover(self, args: tuple[Any, ...], options: dict[str, Any], exc: Exception) -> Any:
         pool = self._supervised_pool
         watcher = pool._watcher
         name = command_name(args)
@@ -60,12 +58,11 @@ class SupervisedRedis(Redis):
                 raise OutcomeUnknown(name, describe(exc)) from exc
             await watcher.gate.wait_open(deadline)
             try:
-                return await super().execute_command(*args, **options)
+                return await super().execute_command(*args, **options)  # type: ignore[no-untyped-call]
             except (RedisConnectionError, RedisTimeoutError) as again:
                 if isinstance(again, _NOT_OURS):
                     raise
                 exc = again
         raise Unavailable(
-            f"{name}: failed on {_ATTEMPTS} fresh connections in a row; last error: "
-            f"{describe(exc)}"
+            f"{name}: failed on {_ATTEMPTS} fresh connections in a row; last error: {describe(exc)}"
         ) from exc

@@ -175,7 +175,7 @@ def env_overrides(env: Mapping[str, str]) -> dict[str, str]:
     out = {}
     for name, value in env.items():
         if name.startswith(ENV_PREFIX):
-            key = name[len(ENV_PREFIX):].lower()
+            key = name[len(ENV_PREFIX) :].lower()
             if key in known:
                 out[key] = value
     return out
@@ -215,10 +215,8 @@ def _coerce(key: str, value: Any, source: str) -> Any:
         if isinstance(default, float) or key == "server_idle_timeout":
             return float(value)
     except ValueError:
-        raise ConfigError(
-            f"{source}: {key} must be a {type(default).__name__ if default is not None else 'number'},"
-            f" got {value!r}"
-        ) from None
+        kind = type(default).__name__ if default is not None else "number"
+        raise ConfigError(f"{source}: {key} must be a {kind}, got {value!r}") from None
     return value
 
 
@@ -287,10 +285,14 @@ def _validate(c: SupervisorConfig) -> None:
     for flag in ("tcp_keepalive", "decode_responses"):
         if not isinstance(getattr(c, flag), bool):
             raise ConfigError(f"{flag} must be true or false, got {getattr(c, flag)!r}")
-    if not isinstance(c.client_name, str) or not c.client_name or any(
-        ch.isspace() for ch in c.client_name
+    if (
+        not isinstance(c.client_name, str)
+        or not c.client_name
+        or any(ch.isspace() for ch in c.client_name)
     ):
-        raise ConfigError(f"client_name must be a non-empty word without spaces, got {c.client_name!r}")
+        raise ConfigError(
+            f"client_name must be a non-empty word without spaces, got {c.client_name!r}"
+        )
 
 
 def _validate_url(url: str) -> None:
@@ -311,6 +313,12 @@ def _validate_url(url: str) -> None:
         )
     if parts.scheme != "unix" and not parts.hostname:
         raise ConfigError(f"url {shown!r} names no host; expected redis://host:port/db")
+    db = parts.path.strip("/")
+    if parts.scheme != "unix" and db and not db.isdigit():
+        raise ConfigError(
+            f"url {shown!r} is malformed: database {db!r} is not a number; "
+            "expected redis://host:port/0"
+        )
     try:
         parse_url(url)
     except ValueError as exc:

@@ -51,8 +51,9 @@ class Gate:
     def waiters(self) -> int:
         return self._waiters
 
-    def set(self, admission: Admission, refusal: Refusal | None = None, *,
-            new_generation: bool = False) -> None:
+    def set(
+        self, admission: Admission, refusal: Refusal | None = None, *, new_generation: bool = False
+    ) -> None:
         """Change the admission; ``refusal(why)`` builds the error for refused commands."""
         if new_generation:
             self.generation += 1

@@ -56,7 +56,7 @@ _TRACKED: dict[type[AbstractConnection], type[AbstractConnection]] = {
 
 
 def connection_class_for(kwargs: dict[str, Any]) -> type[AbstractConnection]:
-    base = kwargs.pop("connection_class", Connection)
+    base: type[AbstractConnection] = kwargs.pop("connection_class", Connection)
     return _TRACKED.get(base, base)
 
 
@@ -70,13 +70,13 @@ class SupervisedConnectionPool(ConnectionPool):
         self._gate = watcher.gate
         super().__init__(**kwargs)
 
-    async def get_connection(  # type: ignore[override]
+    async def get_connection(
         self, command_name: Any = None, *keys: Any, **options: Any
     ) -> AbstractConnection:
         if not self._gate.is_open:
             await self._gate.wait_open(anyio.current_time() + self._watcher.command_deadline)
         try:
-            return await super().get_connection()  # type: ignore[no-any-return]
+            return await super().get_connection()  # type: ignore[no-untyped-call,no-any-return]
         except MaxConnectionsError:
             raise
         except (RedisConnectionError, RedisTimeoutError, OSError) as exc:
@@ -114,9 +114,9 @@ class SupervisedConnectionPool(ConnectionPool):
         generation = self._gate.generation
         async with self._lock:
             taken = [
-                c for c in self._available_connections
-                if c.is_connected
-                and (now - c.last_used >= idle_for or c.generation != generation)  # type: ignore[attr-defined]
+                c
+                for c in self._available_connections
+                if c.is_connected and (now - c.last_used >= idle_for or c.generation != generation)  # type: ignore[attr-defined]
             ]
             for conn in taken:
                 self._available_connections.remove(conn)

@@ -9,6 +9,7 @@ the connection is dropped when the deadline passes.
 from __future__ import annotations
 
 import time
+from contextlib import suppress
 from dataclasses import dataclass
 from typing import Any
 
@@ -124,7 +125,9 @@ class Probe:
             uptime=int(info.get("uptime_in_seconds", "0")),
             version=info.get("redis_version", "?"),
             idle_timeout=idle_timeout,
-            output_buffer_disconnections=_int(info.get("client_output_buffer_limit_disconnections")),
+            output_buffer_disconnections=_int(
+                info.get("client_output_buffer_limit_disconnections")
+            ),
             evicted_clients=_int(info.get("evicted_clients")),
             rejected_connections=_int(info.get("rejected_connections")),
         )
@@ -170,11 +173,8 @@ def _failed(exc: BaseException) -> ProbeFailed:
 
 
 async def _drop(conn: AbstractConnection) -> None:
-    with anyio.CancelScope(shield=True), anyio.move_on_after(1):
-        try:
-            await conn.disconnect(nowait=True)
-        except (RedisError, OSError):
-            pass
+    with anyio.CancelScope(shield=True), anyio.move_on_after(1), suppress(RedisError, OSError):
+        await conn.disconnect(nowait=True)
 
 
 def _parse_info(raw: Any) -> dict[str, str]:

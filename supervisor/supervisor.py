@@ -13,7 +13,7 @@ import time
 from collections import Counter
 from collections.abc import AsyncGenerator
 from contextlib import asynccontextmanager
-from typing import NamedTuple, Self, final
+from typing import Any, NamedTuple, Self, final
 
 import anyio
 import structlog
@@ -197,8 +197,14 @@ class Supervisor(AsyncContextManagerMixin):
         self._seq += 1
         self._hub.add(
             subscription,
-            Snapshot(seq=self._seq, at=time.time(), target=self.target, state=self._state,
-                     cause=self._cause, detail=self._detail),
+            Snapshot(
+                seq=self._seq,
+                at=time.time(),
+                target=self.target,
+                state=self._state,
+                cause=self._cause,
+                detail=self._detail,
+            ),
         )
         try:
             yield subscription
@@ -267,10 +273,16 @@ class Supervisor(AsyncContextManagerMixin):
         self._admit_while_down(cause)
         delay = self.config.backoff_cap if cause is Cause.AUTH else self._backoff.next_delay()
         attempt = self._backoff.attempt if cause is not Cause.AUTH else self._connect_attempts
-        self._publish(ReconnectScheduled, attempt=attempt, delay=round(delay, 3),
-                      cause=cause, detail=detail)
-        self._log.warning("reconnect_scheduled", attempt=attempt, delay=round(delay, 3),
-                          cause=cause.value, detail=detail)
+        self._publish(
+            ReconnectScheduled, attempt=attempt, delay=round(delay, 3), cause=cause, detail=detail
+        )
+        self._log.warning(
+            "reconnect_scheduled",
+            attempt=attempt,
+            delay=round(delay, 3),
+            cause=cause.value,
+            detail=detail,
+        )
         return delay
 
     def _recovered(self, facts: ServerFacts) -> None:
@@ -281,8 +293,10 @@ class Supervisor(AsyncContextManagerMixin):
             cause, detail = None, f"connected to Redis {facts.version}"
         elif previous and previous.run_id and previous.run_id != facts.run_id:
             cause = Cause.SERVER_RESTART
-            detail = (f"server restarted: run_id {previous.run_id[:8]} -> {facts.run_id[:8]}, "
-                      f"up {facts.uptime} s")
+            detail = (
+                f"server restarted: run_id {previous.run_id[:8]} -> {facts.run_id[:8]}, "
+                f"up {facts.uptime} s"
+            )
         else:
             cause = down_cause
             detail = f"recovered; the outage was {down_cause.value if down_cause else 'unknown'}"
@@ -355,7 +369,9 @@ class Supervisor(AsyncContextManagerMixin):
                 run_id_after=facts.run_id,
                 uptime_after=facts.uptime,
                 reachable=True,
-                output_buffer_disconnections_delta=_delta(before, facts, "output_buffer_disconnections"),
+                output_buffer_disconnections_delta=_delta(
+                    before, facts, "output_buffer_disconnections"
+                ),
                 evicted_clients_delta=_delta(before, facts, "evicted_clients"),
             )
             found[attribute(evidence)] += 1
@@ -390,9 +406,18 @@ class Supervisor(AsyncContextManagerMixin):
             self._changed.set()
             self._changed = None
         self._publish(StateChanged, previous=previous, current=new, cause=cause, detail=detail)
-        log_method = self._log.info if new in (ConnectionState.READY, ConnectionState.CLOSED) else self._log.warning
-        log_method("state_changed", previous=previous.value, current=new.value,
-                   cause=cause.value if cause else None, detail=detail)
+        log_method = (
+            self._log.info
+            if new in (ConnectionState.READY, ConnectionState.CLOSED)
+            else self._log.warning
+        )
+        log_method(
+            "state_changed",
+            previous=previous.value,
+            current=new.value,
+            cause=cause.value if cause else None,
+            detail=detail,
+        )
 
     def _admit_while_down(self, cause: Cause | None) -> None:
         admission = Admission.REFUSING if cause is Cause.AUTH else Admission.DOWN
@@ -406,10 +431,9 @@ class Supervisor(AsyncContextManagerMixin):
             self._changed = anyio.Event()
         return self._changed
 
-    def _publish(self, kind: type[Event], **fields: object) -> None:
+    def _publish(self, kind: type[Event], **fields: Any) -> None:
         self._seq += 1
-        event = kind(seq=self._seq, at=time.time(), target=self.target, **fields)  # type: ignore[call-arg]
-        self._hub.publish(event)
+        self._hub.publish(kind(seq=self._seq, at=time.time(), target=self.target, **fields))
 
 
 class _Refusal:

@@ -42,7 +42,7 @@ async def test_restart_under_load_no_read_fails(server, supervise):
                     try:
                         await sup.client.get("k")
                         reads += 1
-                    except Exception as exc:  # noqa: BLE001 - any error fails the test
+                    except Exception as exc:
                         errors.append(exc)
                         enough.set()
                         return
@@ -154,8 +154,9 @@ async def test_stall_fail_fast(server, supervise):
         async with sup.subscribe() as events:
             server.stop()
             try:
-                await until(events, changed_to(ConnectionState.UNHEALTHY,
-                                               ConnectionState.RECONNECTING))
+                await until(
+                    events, changed_to(ConnectionState.UNHEALTHY, ConnectionState.RECONNECTING)
+                )
                 with anyio.fail_after(1), pytest.raises(Unavailable, match="fail_fast"):
                     await sup.client.get("k")
             finally:
@@ -168,8 +169,9 @@ async def test_maxclients_clear_error_bounded_attempts_recovery(server, supervis
     """maxclients exhausted: a clear error naming maxclients and the fix, attempts
     bounded by the backoff, cause MAXCLIENTS, recovery when slots free up."""
     admin = server.admin()
-    async with supervise(server.url, command_deadline=0.5, backoff_base=0.05,
-                         backoff_cap=0.4) as sup:
+    async with supervise(
+        server.url, command_deadline=0.5, backoff_base=0.05, backoff_cap=0.4
+    ) as sup:
         await sup.wait_for(READY, timeout=5)
         async with sup.subscribe() as events:
             admin.config_set("maxclients", 1)
@@ -264,7 +266,7 @@ async def test_one_prober_for_many_waiters(server, proxy, supervise):
                 accepted = proxy.accepted
                 attempts = 0
                 while attempts < 3:
-                    event = await until(events, lambda e: isinstance(e, ReconnectScheduled))
+                    await until(events, lambda e: isinstance(e, ReconnectScheduled))
                     attempts += 1
                 assert proxy.accepted - accepted <= attempts + 1
                 server.start()

@@ -42,17 +42,17 @@ async def test_client_name_is_set_on_every_connection(shared_server, supervise):
 
 async def test_subscriber_gets_snapshot_then_numbered_events(shared_server, supervise):
     """A new subscriber first receives the current state, then every event, numbered."""
-    async with supervise(shared_server.url) as sup:
-        async with sup.subscribe() as events:
-            first = await events.__anext__()
-            assert isinstance(first, Snapshot)
-            assert first.state is sup.state
-            ready = await until(events, lambda e: isinstance(e, StateChanged) or
-                                (isinstance(e, Snapshot) and False))
-            assert isinstance(ready, StateChanged)
-            assert ready.previous is ConnectionState.CONNECTING
-            assert ready.current is ConnectionState.READY
-            assert ready.seq > first.seq
+    async with supervise(shared_server.url) as sup, sup.subscribe() as events:
+        first = await events.__anext__()
+        assert isinstance(first, Snapshot)
+        assert first.state is sup.state
+        ready = await until(
+            events, lambda e: isinstance(e, StateChanged) or (isinstance(e, Snapshot) and False)
+        )
+        assert isinstance(ready, StateChanged)
+        assert ready.previous is ConnectionState.CONNECTING
+        assert ready.current is ConnectionState.READY
+        assert ready.seq > first.seq
 
 
 async def test_entering_does_not_fail_when_redis_is_down(supervise):
@@ -92,16 +92,15 @@ async def test_leaving_stops_every_task_and_closes_the_pool(shared_server, super
 async def test_subscription_ends_when_supervisor_closes(shared_server, supervise):
     """A subscriber loop ends cleanly when the supervisor stops."""
     seen = []
-    async with supervise(shared_server.url) as sup:
-        async with sup.subscribe() as events:
-            async with anyio.create_task_group() as tg:
+    async with supervise(shared_server.url) as sup, sup.subscribe() as events:
+        async with anyio.create_task_group() as tg:
 
-                async def consume():
-                    async for event in events:
-                        seen.append(event)
+            async def consume():
+                async for event in events:
+                    seen.append(event)
 
-                tg.start_soon(consume)
-                await sup.wait_for(ConnectionState.READY, timeout=5)
-                await anyio.wait_all_tasks_blocked()
-                tg.cancel_scope.cancel()
+            tg.start_soon(consume)
+            await sup.wait_for(ConnectionState.READY, timeout=5)
+            await anyio.wait_all_tasks_blocked()
+            tg.cancel_scope.cancel()
     assert isinstance(seen[0], Snapshot)

@@ -9,7 +9,9 @@ from supervisor import ConnectionState, Event, StateChanged, Subscription
 BOUND = 15.0
 
 
-async def until(events: Subscription, match: Callable[[Event], bool], bound: float = BOUND) -> Event:
+async def until(
+    events: Subscription, match: Callable[[Event], bool], bound: float = BOUND
+) -> Event:
     """Read events until one matches; fail the test past ``bound`` seconds."""
     with anyio.fail_after(bound):
         async for event in events:

@@ -82,9 +82,21 @@ class BinaryServer:
 
     def start(self) -> None:
         args = [
-            self._binary, "--port", str(self.port), "--bind", "127.0.0.1",
-            "--save", "", "--appendonly", "no", "--dir", self._dir,
-            "--logfile", str(Path(self._dir) / "redis.log"), "--enable-debug-command", "local",
+            self._binary,
+            "--port",
+            str(self.port),
+            "--bind",
+            "127.0.0.1",
+            "--save",
+            "",
+            "--appendonly",
+            "no",
+            "--dir",
+            self._dir,
+            "--logfile",
+            str(Path(self._dir) / "redis.log"),
+            "--enable-debug-command",
+            "local",
             *self._extra,
         ]
         if self.password:
@@ -113,8 +125,13 @@ class BinaryServer:
         self.start()
 
     def admin(self) -> redis.Redis:
-        return redis.Redis(host=self.host, port=self.port, password=self.password,
-                           socket_timeout=5, decode_responses=True)
+        return redis.Redis(
+            host=self.host,
+            port=self.port,
+            password=self.password,
+            socket_timeout=5,
+            decode_responses=True,
+        )
 
     def close(self) -> None:
         if self._proc is not None and self._proc.poll() is None:
@@ -168,8 +185,13 @@ class DockerServer:
         self.start()
 
     def admin(self) -> redis.Redis:
-        return redis.Redis(host=self.host, port=self.port, password=self.password,
-                           socket_timeout=5, decode_responses=True)
+        return redis.Redis(
+            host=self.host,
+            port=self.port,
+            password=self.password,
+            socket_timeout=5,
+            decode_responses=True,
+        )
 
     def close(self) -> None:
         self._container.stop()
@@ -188,9 +210,15 @@ def docker_available() -> bool:
 def backend() -> str:
     chosen = os.environ.get("SUPERVISOR_TEST_BACKEND", "auto")
     if chosen == "auto":
-        return "binary" if shutil.which("redis-server") else ("docker" if docker_available() else "binary")
+        return (
+            "binary"
+            if shutil.which("redis-server")
+            else ("docker" if docker_available() else "binary")
+        )
     if chosen not in ("binary", "docker"):
-        raise RuntimeError(f"SUPERVISOR_TEST_BACKEND must be binary, docker or auto, got {chosen!r}")
+        raise RuntimeError(
+            f"SUPERVISOR_TEST_BACKEND must be binary, docker or auto, got {chosen!r}"
+        )
     return chosen
 
 

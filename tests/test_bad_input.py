@@ -1,0 +1,120 @@
+"""Bad input against a real server: a clear error or event, never a hang, never a secret."""
+
+from __future__ import annotations
+
+import anyio
+import pytest
+from structlog.testing import capture_logs
+
+from supervisor import (
+    Cause,
+    ConnectionState,
+    ReconnectScheduled,
+    Supervisor,
+    SupervisorConfig,
+    Unavailable,
+)
+from tests.helpers.events import until
+from tests.helpers.servers import make_server
+
+SECRET = "hunter2-wrong"
+
+
+@pytest.fixture
+def protected():
+    server = make_server(password="right-password")
+    yield server
+    server.close()
+
+
+async def test_wrong_password_is_auth_without_a_storm_and_never_shown(protected, supervise):
+    """A wrong password: cause AUTH, retries only at backoff_cap, commands fail at once
+    with a clear error, and the password appears in no log line, event, repr or error."""
+    url = f"redis://:{SECRET}@127.0.0.1:{protected.port}/0"
+    seen = []
+    with capture_logs() as logs:
+        async with supervise(url, backoff_base=0.01, backoff_cap=0.3) as sup:
+            async with sup.subscribe() as events:
+                for _ in range(2):
+                    attempt = await until(events, lambda e: isinstance(e, ReconnectScheduled))
+                    seen.append(attempt)
+                assert all(e.cause is Cause.AUTH for e in seen)
+                assert all(e.delay == 0.3 for e in seen)  # straight to the cap: no storm
+                with anyio.fail_after(1), pytest.raises(Unavailable, match="auth") as info:
+                    await sup.client.get("k")
+                assert "password" in str(info.value)
+                texts = [
+                    repr(sup),
+                    repr(sup.config),
+                    repr(sup.client),
+                    str(info.value),
+                    repr(info.value.__cause__),
+                    *map(repr, seen),
+                ]
+    texts += [repr(line) for line in logs]
+    assert logs, "nothing was logged"
+    for text in texts:
+        assert SECRET not in text, text
+
+
+async def test_missing_password_is_auth(protected, supervise):
+    """No password for a protected server: cause AUTH (NOAUTH), not a generic error."""
+    async with supervise(f"redis://127.0.0.1:{protected.port}/0") as sup:
+        async with sup.subscribe() as events:
+            attempt = await until(events, lambda e: isinstance(e, ReconnectScheduled))
+            assert attempt.cause is Cause.AUTH
+
+
+async def test_right_password_connects(protected, supervise):
+    """The same server with the right password is READY."""
+    async with supervise(protected.url) as sup:
+        await sup.wait_for(ConnectionState.READY, timeout=5)
+        assert await sup.client.ping()
+
+
+async def test_unanswering_host_is_network_not_a_hang(proxy, supervise):
+    """A host that accepts but never answers: events with cause NETWORK, commands fail at
+    their deadline, and leaving the block returns promptly."""
+    proxy.blackhole()
+    with anyio.fail_after(10):
+        async with supervise(
+            proxy.url, command_deadline=0.3, socket_connect_timeout=0.3, health_check_timeout=0.2
+        ) as sup:
+            async with sup.subscribe() as events:
+                attempt = await until(events, lambda e: isinstance(e, ReconnectScheduled))
+                assert attempt.cause is Cause.NETWORK
+                assert "no handshake reply" in attempt.detail
+            with pytest.raises(Unavailable, match="network"):
+                await sup.client.get("k")
+
+
+async def test_logging_one_line_per_state_change_and_attempt(server, supervise):
+    """structlog gets one structured line per state change and per reconnect attempt."""
+    with capture_logs() as logs:
+        async with supervise(server.url) as sup, sup.subscribe() as events:
+            await sup.wait_for(ConnectionState.READY, timeout=5)
+            server.kill()
+            for _ in range(2):
+                await until(events, lambda e: isinstance(e, ReconnectScheduled))
+            server.start()
+            await sup.wait_for(ConnectionState.READY, timeout=10)
+    changes = [line for line in logs if line["event"] == "state_changed"]
+    attempts = [line for line in logs if line["event"] == "reconnect_scheduled"]
+    assert [(c["previous"], c["current"]) for c in changes] == [
+        ("connecting", "ready"),
+        ("ready", "reconnecting"),
+        ("reconnecting", "ready"),
+        ("ready", "closed"),
+    ]
+    assert changes[2]["cause"] == "server_restart"
+    assert len(attempts) >= 2
+    assert all({"attempt", "delay", "cause", "detail", "target"} <= set(a) for a in attempts)
+
+
+def test_config_error_before_anything_starts():
+    """An unknown key fails at construction, naming it: nothing is started."""
+    with pytest.raises(TypeError):
+        SupervisorConfig(urll="redis://x")  # type: ignore[call-arg]
+    with pytest.raises(Exception, match="unknown key 'urll'"):
+        SupervisorConfig.from_mapping({"urll": "redis://x"})
+    assert Supervisor  # constructing needs a valid config first

@@ -1,0 +1,128 @@
+"""Config parsing and validation: every bad input names the key and the fix."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from supervisor import ConfigError, SupervisorConfig
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def test_defaults_work():
+    """Only the URL matters; every other field has a working default."""
+    config = SupervisorConfig(url="redis://127.0.0.1:6379/0")
+    assert config.health_check_interval == 1.0
+    assert config.offline == "wait"
+    assert config.target == "127.0.0.1:6379/0"
+
+
+@pytest.mark.parametrize(
+    ("url", "message"),
+    [
+        ("http://localhost:6379", "scheme 'http'"),
+        ("localhost:6379", "scheme"),
+        ("redis://:6379/0", "names no host"),
+        ("redis://localhost:notaport/0", "malformed"),
+        ("redis://localhost:6379/notadb", "malformed"),
+        ("", "url must be"),
+    ],
+)
+def test_bad_url_is_named(url, message):
+    """A malformed URL is rejected with what is wrong and what a good one looks like."""
+    with pytest.raises(ConfigError, match=message):
+        SupervisorConfig(url=url)
+
+
+def test_password_never_in_errors_or_repr():
+    """The URL's password is redacted in repr and in error messages."""
+    config = SupervisorConfig(url="redis://user:s3cret@localhost:6379/0")
+    assert "s3cret" not in repr(config)
+    assert config.display_url == "redis://user:***@localhost:6379/0"
+    with pytest.raises(ConfigError) as info:
+        SupervisorConfig(url="http://user:s3cret@localhost:6379/0")
+    assert "s3cret" not in str(info.value)
+
+
+def test_unknown_key_is_named_with_a_suggestion(tmp_path):
+    """A typo in a key names the key, the file and the closest valid key."""
+    file = tmp_path / "supervisor.toml"
+    file.write_text('url = "redis://127.0.0.1:6379/0"\nhealth_check_intervall = 2\n')
+    with pytest.raises(ConfigError) as info:
+        SupervisorConfig.from_file(file, env={})
+    message = str(info.value)
+    assert "health_check_intervall" in message
+    assert str(file) in message
+    assert "did you mean 'health_check_interval'" in message
+
+
+@pytest.mark.parametrize(
+    ("values", "message"),
+    [
+        ({"health_check_interval": 0}, "health_check_interval must be"),
+        ({"backoff_base": 2.0, "backoff_cap": 1.0}, "backoff_cap"),
+        ({"offline": "maybe"}, "offline must be 'wait' or 'fail_fast'"),
+        ({"max_connections": 0}, "max_connections must be"),
+        ({"command_deadline": "soon"}, "command_deadline must be a float"),
+        ({"tcp_keepalive": "perhaps"}, "tcp_keepalive must be a bool"),
+        ({"client_name": "has space"}, "client_name"),
+        ({"backoff_jitter": "none"}, "backoff_jitter"),
+    ],
+)
+def test_bad_values_name_the_key(values, message):
+    """Out-of-range or mistyped values are rejected by name."""
+    with pytest.raises(ConfigError, match=message):
+        SupervisorConfig.from_mapping({"url": "redis://127.0.0.1:6379/0", **values})
+
+
+def test_env_overrides_the_file(tmp_path):
+    """SUPERVISOR_<KEY> variables override the file, with types coerced."""
+    file = tmp_path / "s.toml"
+    file.write_text('url = "redis://127.0.0.1:6379/0"\nhealth_check_interval = 2.0\n')
+    config = SupervisorConfig.from_file(
+        file,
+        env={
+            "SUPERVISOR_HEALTH_CHECK_INTERVAL": "0.5",
+            "SUPERVISOR_URL": "redis://10.0.0.1:6380/2",
+            "SUPERVISOR_OFFLINE": "fail_fast",
+            "SUPERVISOR_TCP_KEEPALIVE": "false",
+            "SUPERVISOR_IDEMPOTENT_COMMANDS": "set, hset",
+            "SUPERVISOR_TEST_BACKEND": "binary",
+        },
+    )
+    assert config.health_check_interval == 0.5
+    assert config.target == "10.0.0.1:6380/2"
+    assert config.offline == "fail_fast"
+    assert config.tcp_keepalive is False
+    assert config.idempotent_commands == ("SET", "HSET")
+
+
+def test_missing_and_invalid_files(tmp_path):
+    """A missing file or broken TOML is named."""
+    with pytest.raises(ConfigError, match="no such config file"):
+        SupervisorConfig.from_file(tmp_path / "nope.toml", env={})
+    bad = tmp_path / "bad.toml"
+    bad.write_text("url = \n")
+    with pytest.raises(ConfigError, match="not valid TOML"):
+        SupervisorConfig.from_file(bad, env={})
+
+
+def test_example_config_loads():
+    """config/supervisor.toml, the documented example, is always valid."""
+    config = SupervisorConfig.from_file(ROOT / "config" / "supervisor.toml", env={})
+    assert config.target == "127.0.0.1:6379/0"
+
+
+def test_keepalive_options_reach_the_connection():
+    """TCP keepalive idle/interval/count become socket options."""
+    import socket
+
+    kwargs = SupervisorConfig(
+        tcp_keepalive_idle=60, tcp_keepalive_interval=15, tcp_keepalive_count=4
+    ).connection_kwargs()
+    assert kwargs["socket_keepalive"] is True
+    if hasattr(socket, "TCP_KEEPIDLE"):
+        assert kwargs["socket_keepalive_options"][socket.TCP_KEEPIDLE] == 60
+        assert kwargs["socket_keepalive_options"][socket.TCP_KEEPCNT] == 4

@@ -1,0 +1,130 @@
+"""GET throughput through ``sup.client`` against a plain ``redis.asyncio.Redis``.
+
+Both clients run in the same process against the same server, in interleaved
+rounds (raw, supervised, raw, ...), so drift on the machine hits both alike.
+Prints ops/s for each and the ratio supervised / raw, with 1 and with 50
+concurrent tasks. Target: ratio >= 0.97.
+
+    python bench/hot_path.py                  # starts its own redis-server
+    python bench/hot_path.py --url redis://127.0.0.1:6379/0
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import shutil
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import redis.asyncio
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from supervisor import ConnectionState, Supervisor, SupervisorConfig
+
+
+@contextmanager
+def own_server() -> Iterator[str]:
+    binary = shutil.which("redis-server")
+    if binary is None:
+        raise SystemExit("redis-server not found: pass --url or install it")
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    with tempfile.TemporaryDirectory() as tmp:
+        proc = subprocess.Popen(
+            [
+                binary,
+                "--port",
+                str(port),
+                "--bind",
+                "127.0.0.1",
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+                "--dir",
+                tmp,
+            ],
+            stdout=subprocess.DEVNULL,
+        )
+        try:
+            deadline = time.monotonic() + 10
+            while True:
+                try:
+                    socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
+                    break
+                except OSError:
+                    if time.monotonic() > deadline:
+                        raise
+                    time.sleep(0.02)
+            yield f"redis://127.0.0.1:{port}/0"
+        finally:
+            proc.kill()
+            proc.wait()
+
+
+async def round_ops(client: redis.asyncio.Redis, tasks: int, ops: int) -> float:
+    per_task = ops // tasks
+
+    async def worker() -> None:
+        for _ in range(per_task):
+            await client.get("bench:key")
+
+    started = time.perf_counter()
+    await asyncio.gather(*(worker() for _ in range(tasks)))
+    return per_task * tasks / (time.perf_counter() - started)
+
+
+async def measure(url: str, rounds: int, ops: int) -> list[tuple[int, float, float, float]]:
+    raw = redis.asyncio.Redis.from_url(url)
+    config = SupervisorConfig(url=url)
+    results = []
+    async with Supervisor(config) as sup:
+        await sup.wait_for(ConnectionState.READY, timeout=10)
+        await raw.set("bench:key", "x" * 64)
+        for tasks in (1, 50):
+            for client in (raw, sup.client):  # warm up both pools
+                await round_ops(client, tasks, ops // 4)
+            raw_rates, sup_rates = [], []
+            for i in range(rounds):
+                pair = [(raw, raw_rates), (sup.client, sup_rates)]
+                for client, rates in pair if i % 2 == 0 else reversed(pair):
+                    rates.append(await round_ops(client, tasks, ops))
+            raw_median = statistics.median(raw_rates)
+            sup_median = statistics.median(sup_rates)
+            results.append((tasks, raw_median, sup_median, sup_median / raw_median))
+    await raw.aclose()
+    return results
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--url", help="Redis to use (default: start a redis-server)")
+    parser.add_argument("--rounds", type=int, default=10)
+    parser.add_argument("--ops", type=int, default=20000, help="GETs per round")
+    parser.add_argument(
+        "--min-ratio", type=float, default=0.0, help="exit 1 when a ratio is below this"
+    )
+    args = parser.parse_args(argv)
+    if args.url:
+        results = asyncio.run(measure(args.url, args.rounds, args.ops))
+    else:
+        with own_server() as url:
+            results = asyncio.run(measure(url, args.rounds, args.ops))
+    print(f"{'tasks':>5} {'raw ops/s':>12} {'supervised ops/s':>17} {'ratio':>6}")
+    for tasks, raw_rate, sup_rate, ratio in results:
+        print(f"{tasks:>5} {raw_rate:>12.0f} {sup_rate:>17.0f} {ratio:>6.3f}")
+    return 1 if any(r[3] < args.min_ratio for r in results) else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

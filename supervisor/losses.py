@@ -9,6 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Protocol
 
+from supervisor.causes import Cause
 from supervisor.gate import Gate
 
 __all__ = ("Loss", "Watcher", "describe")
@@ -16,11 +17,15 @@ __all__ = ("Loss", "Watcher", "describe")
 
 @dataclass(frozen=True, slots=True)
 class Loss:
-    """One broken connection: the error, its idle time, whether a command failed."""
+    """One broken connection: the error, its idle time, whether a command failed.
+
+    ``cause`` is set when the error alone names it (a READONLY reply).
+    """
 
     error: str
     idle_for: float | None
     command_failed: bool
+    cause: Cause | None = None
 
 
 class Watcher(Protocol):

@@ -35,6 +35,8 @@ class ServerFacts:
     output_buffer_disconnections: int | None
     evicted_clients: int | None
     rejected_connections: int | None
+    role: str
+    """``master`` or ``slave``, from ``INFO replication``."""
 
 
 class ProbeFailed(Exception):
@@ -130,6 +132,7 @@ class Probe:
             ),
             evicted_clients=_int(info.get("evicted_clients")),
             rejected_connections=_int(info.get("rejected_connections")),
+            role=info.get("role", "master"),
         )
 
     @property

@@ -241,7 +241,15 @@ class Supervisor(AsyncContextManagerMixin):
     def connection_lost(self, loss: Loss) -> None:
         """Record a broken connection; a failed command also makes new commands
         wait for the check that follows, so they do not dial a dead server."""
-        if len(self._losses) < _MAX_PENDING_LOSSES:
+        if loss.cause is Cause.READONLY:
+            if self._state is ConnectionState.READY:
+                self._transition(
+                    ConnectionState.RECONNECTING,
+                    Cause.READONLY,
+                    f"{loss.error}: the server became a replica (failover?); reconnecting "
+                    "until the URL leads to a master",
+                )
+        elif len(self._losses) < _MAX_PENDING_LOSSES:
             self._losses.append(loss)
         if loss.command_failed:
             self._failed_commands += 1
@@ -264,6 +272,11 @@ class Supervisor(AsyncContextManagerMixin):
             facts = await self._probe.open()
         except ProbeFailed as failure:
             await anyio.sleep(self._schedule_retry(failure.cause, failure.detail))
+            return
+        if self._cause is Cause.READONLY and facts.role != "master":
+            await self._probe.close()
+            detail = f"the server is still a replica (role {facts.role}); writes would fail"
+            await anyio.sleep(self._schedule_retry(Cause.READONLY, detail))
             return
         self._recovered(facts)
 
@@ -309,6 +322,8 @@ class Supervisor(AsyncContextManagerMixin):
         with anyio.move_on_after(self._period()):
             await wake.wait()
         self._wake = anyio.Event()
+        if self._state not in (ConnectionState.READY, ConnectionState.UNHEALTHY):
+            return
         failed_before = self._failed_commands
         self._health_checks += 1
         try:

@@ -226,18 +226,28 @@ async def test_outcome_unknown_is_a_redis_connection_error():
 
 
 async def test_cancelled_command_leaves_no_desynced_connection(server, proxy, supervise):
-    """A GET cancelled while its reply is held back never leaves a connection whose
-    next reader gets that reply."""
+    """A GET cancelled after the server answered, while the proxy holds the reply back,
+    never leaves a connection whose next reader gets that reply."""
     admin = server.admin()
     admin.set("a", "A")
     admin.set("b", "B")
     async with supervise(proxy.url, max_connections=1) as sup:
         await sup.wait_for(READY, timeout=5)
         assert await sup.client.get("a") == b"A"
-        proxy.blackhole()
-        with anyio.move_on_after(0.2):
-            await sup.client.get("a")
-        proxy.blackhole(False)
+        proxy.hold_replies()
+        async with anyio.create_task_group() as tg:
+
+            async def cancelled_get():
+                with anyio.CancelScope() as scope:
+                    scopes.append(scope)
+                    await sup.client.get("a")
+
+            scopes: list[anyio.CancelScope] = []
+            tg.start_soon(cancelled_get)
+            with anyio.fail_after(5):
+                await proxy.held.wait()  # the reply "A" exists and is in flight
+            scopes[0].cancel()
+        proxy.release_replies()
         for _ in range(20):
             assert await sup.client.get("b") == b"B"
     admin.close()
@@ -310,3 +320,84 @@ async def test_health_check_needs_the_reply(server, proxy, supervise):
             assert "PING" in down.detail or "handshake" in down.detail
             proxy.blackhole(False)
             await until(events, changed_to(READY))
+
+
+async def test_readonly_after_failover_write_waits_for_a_master(server, supervise):
+    """The server becomes a replica (as after a failover behind a DNS name): the write
+    gets READONLY, the supervisor reports cause READONLY and reconnects until the URL
+    leads to a master again; the write, which READONLY proves was not applied, then
+    succeeds without an error reaching the application."""
+    admin = server.admin()
+    async with supervise(server.url) as sup:
+        await sup.wait_for(READY, timeout=5)
+        await sup.client.set("k", "before")
+        async with sup.subscribe() as events:
+            admin.replicaof("127.0.0.1", 1)  # a master that does not exist: stays a replica
+            async with anyio.create_task_group() as tg:
+                done = []
+
+                async def write():
+                    done.append(await sup.client.set("k", "after"))
+
+                tg.start_soon(write)
+                down = await until(events, changed_to(ConnectionState.RECONNECTING))
+                assert down.cause is Cause.READONLY
+                retry = await until(events, lambda e: isinstance(e, ReconnectScheduled))
+                assert retry.cause is Cause.READONLY
+                assert "replica" in retry.detail
+                admin.replicaof("no", "one")
+                await until(events, changed_to(READY))
+            assert done == [True]
+            assert admin.get("k") == "after"
+    admin.close()
+
+
+async def test_loading_after_restart_waits_and_is_attributed(supervise):
+    """A restarted server loading its dataset: cause LOADING while it loads, commands
+    wait through it, and READY once it has loaded."""
+    from tests.helpers.servers import make_server
+
+    server = make_server(
+        "--key-load-delay", "100", "--loading-process-events-interval-bytes", "1024"
+    )
+    try:
+        admin = server.admin()
+        admin.execute_command("DEBUG", "POPULATE", "20000")
+        admin.save()
+        admin.close()
+        async with supervise(server.url, command_deadline=20) as sup:
+            await sup.wait_for(READY, timeout=5)
+            async with sup.subscribe() as events:
+                server.kill()
+                await until(events, changed_to(ConnectionState.RECONNECTING))
+                server.start(wait=False)
+                loading = await until(
+                    events,
+                    lambda e: isinstance(e, ReconnectScheduled) and e.cause is Cause.LOADING,
+                )
+                assert "loading" in loading.detail.lower()
+                assert await sup.client.get("key:1") == b"value:1"
+                assert sup.state is READY
+    finally:
+        server.close()
+
+
+async def test_lost_reply_of_a_transaction_is_outcome_unknown(server, proxy, supervise):
+    """A MULTI/EXEC with a write whose reply is cut raises OutcomeUnknown naming its
+    commands and is applied once; a read-only pipeline is re-sent transparently."""
+    admin = server.admin()
+    admin.set("counter", 0)
+    async with supervise(proxy.url) as sup:
+        await sup.wait_for(READY, timeout=5)
+        proxy.cut_reply_after(b"EXEC")
+        pipe = sup.client.pipeline(transaction=True)
+        pipe.incr("counter").get("counter")
+        with pytest.raises(OutcomeUnknown, match="MULTI INCRBY GET"):
+            await pipe.execute()
+        assert admin.get("counter") == "1"
+        proxy.cut_reply_after(b"counter")
+        pipe = sup.client.pipeline(transaction=False)
+        pipe.get("counter").exists("counter")
+        assert await pipe.execute() == [b"1", 1]
+        assert proxy.cut_done.is_set()
+    admin.close()

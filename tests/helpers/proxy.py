@@ -1,7 +1,8 @@
 """A small asyncio TCP relay between the supervisor and a real redis-server.
 
 It injects the faults a real network has: ``blackhole()`` swallows traffic in
-both directions while keeping sockets open, and ``cut_reply_after(pattern)``
+both directions while keeping sockets open, ``hold_replies()`` keeps the server's
+replies back until ``release_replies()``, and ``cut_reply_after(pattern)``
 forwards the next request containing ``pattern`` and closes that client
 connection when the server's reply arrives, without passing the reply on.
 """
@@ -19,6 +20,9 @@ class FaultProxy:
         self.port = 0
         self.accepted = 0
         self.blackholed = False
+        self._released = asyncio.Event()
+        self._released.set()
+        self.held = asyncio.Event()
         self._cut_pattern: bytes | None = None
         self.cut_done = asyncio.Event()
         self._server: asyncio.Server | None = None
@@ -50,6 +54,13 @@ class FaultProxy:
 
     def blackhole(self, on: bool = True) -> None:
         self.blackholed = on
+
+    def hold_replies(self) -> None:
+        self.held.clear()
+        self._released.clear()
+
+    def release_replies(self) -> None:
+        self._released.set()
 
     def cut_reply_after(self, pattern: bytes) -> None:
         self.cut_done.clear()
@@ -102,5 +113,8 @@ class FaultProxy:
                 client.transport.abort()
                 self.cut_done.set()
                 return
+            if not upstream and not self._released.is_set():
+                self.held.set()
+                await self._released.wait()
             dst.write(data)
             await dst.drain()

@@ -29,7 +29,7 @@ class RedisServer(Protocol):
 
     @property
     def url(self) -> str: ...
-    def start(self) -> None: ...
+    def start(self, *, wait: bool = True) -> None: ...
     def kill(self) -> None: ...
     def stop(self) -> None: ...
     def cont(self) -> None: ...
@@ -52,7 +52,7 @@ def wait_ping(host: str, port: int, password: str | None = None) -> None:
             with redis.Redis(host=host, port=port, password=password, socket_timeout=1) as r:
                 r.ping()
                 return
-        except redis.exceptions.AuthenticationError:
+        except (redis.exceptions.AuthenticationError, redis.exceptions.BusyLoadingError):
             return
         except redis.RedisError as exc:
             last = exc
@@ -80,7 +80,7 @@ class BinaryServer:
         auth = f":{self.password}@" if self.password else ""
         return f"redis://{auth}{self.host}:{self.port}/0"
 
-    def start(self) -> None:
+    def start(self, *, wait: bool = True) -> None:
         args = [
             self._binary,
             "--port",
@@ -102,7 +102,8 @@ class BinaryServer:
         if self.password:
             args += ["--requirepass", self.password]
         self._proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        wait_ping(self.host, self.port, self.password)
+        if wait:
+            wait_ping(self.host, self.port, self.password)
 
     def _signal(self, sig: int) -> None:
         assert self._proc is not None
@@ -163,13 +164,14 @@ class DockerServer:
         auth = f":{self.password}@" if self.password else ""
         return f"redis://{auth}{self.host}:{self.port}/0"
 
-    def start(self) -> None:
+    def start(self, *, wait: bool = True) -> None:
         if not self._started:
             self._container.start()
             self._started = True
         else:
             self._container.get_wrapped_container().start()
-        wait_ping(self.host, self.port, self.password)
+        if wait:
+            wait_ping(self.host, self.port, self.password)
 
     def kill(self) -> None:
         self._container.get_wrapped_container().kill()

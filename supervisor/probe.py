@@ -115,13 +115,7 @@ class Probe:
         if info.get("loading") == "1":
             await self.close()
             raise ProbeFailed(Cause.LOADING, "INFO persistence says loading:1")
-        idle_timeout = self._configured_idle_timeout
-        if self._config_allowed:
-            try:
-                reply = await self._call("CONFIG", "GET", "timeout")
-                idle_timeout = float(_config_value(reply))
-            except ResponseError:
-                self._config_allowed = False
+        idle_timeout = await self.idle_timeout()
         return ServerFacts(
             run_id=info.get("run_id", ""),
             uptime=int(info.get("uptime_in_seconds", "0")),
@@ -135,9 +129,15 @@ class Probe:
             role=info.get("role", "master"),
         )
 
-    @property
-    def config_allowed(self) -> bool:
-        return self._config_allowed
+    async def idle_timeout(self) -> float | None:
+        """The server's ``timeout``: asked with ``CONFIG GET`` while the server allows
+        it (managed Redis may not), else the configured ``server_idle_timeout``."""
+        if self._config_allowed:
+            try:
+                return float(_config_value(await self._call("CONFIG", "GET", "timeout")))
+            except ResponseError:
+                self._config_allowed = False
+        return self._configured_idle_timeout
 
     async def close(self) -> None:
         conn, self._conn = self._conn, None

@@ -13,6 +13,7 @@ import time
 from collections import Counter
 from collections.abc import AsyncGenerator
 from contextlib import asynccontextmanager
+from dataclasses import replace
 from typing import Any, NamedTuple, Self, final
 
 import anyio
@@ -331,13 +332,20 @@ class Supervisor(AsyncContextManagerMixin):
                 facts = await self._probe.open()
             else:
                 await self._probe.ping()
-                facts = await self._probe.facts()
+                facts = await self._current_facts()
         except ProbeFailed as failure:
             await self._check_failed(failure)
             return
         self._healthy(facts, failed_before)
         refresh_after = (facts.idle_timeout or 0) / 3 or float("inf")
         await self._pool.refresh_idle(refresh_after, self.config.health_check_timeout)
+
+    async def _current_facts(self) -> ServerFacts:
+        """Full ``INFO`` only when a loss needs attributing; otherwise refresh the
+        idle timeout, which the application's admin may change at any time."""
+        if self._losses or self._facts is None:
+            return await self._probe.facts()
+        return replace(self._facts, idle_timeout=await self._probe.idle_timeout())
 
     async def _check_failed(self, failure: ProbeFailed) -> None:
         self._publish(HealthCheckFailed, cause=failure.cause, detail=failure.detail)

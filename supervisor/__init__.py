@@ -13,10 +13,12 @@ from supervisor.events import (
     Event,
     HealthCheckFailed,
     ReconnectScheduled,
+    Resubscribed,
     Snapshot,
     StateChanged,
 )
 from supervisor.hub import Subscription
+from supervisor.pubsub import Message, SupervisedPubSub
 from supervisor.state import ConnectionState
 from supervisor.supervisor import Supervisor, SupervisorStatistics
 
@@ -34,7 +36,11 @@ __all__ = (
     "ReconnectScheduled",
     "ConnectionLost",
     "HealthCheckFailed",
+    "Resubscribed",
     "Subscription",
+    # pub/sub
+    "SupervisedPubSub",
+    "Message",
     # exceptions
     "SupervisorError",
     "ConfigError",

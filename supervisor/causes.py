@@ -74,7 +74,10 @@ class Evidence:
 
     ``error`` is the error text (never holding a secret). ``idle_for`` is how
     long the lost connection had gone without a command, ``server_timeout``
-    the server's idle ``timeout`` (0 when disabled). ``run_id_before`` and
+    the server's idle ``timeout`` (0 when disabled). ``output_buffer_seen`` is
+    the largest ``omem`` sampled for the connection (``CLIENT LIST``) before
+    the loss, ``output_buffer_limit`` its class's limit. ``stalled`` says the
+    client itself gave up waiting for a reply. ``run_id_before`` and
     ``run_id_after`` come from ``INFO server``; ``reachable`` tells whether the
     server answered just after the loss. The ``*_delta`` fields are growth
     of ``INFO stats`` counters across the loss, where the server has them.
@@ -89,6 +92,9 @@ class Evidence:
     reachable: bool | None = None
     output_buffer_disconnections_delta: int | None = None
     evicted_clients_delta: int | None = None
+    output_buffer_seen: int | None = None
+    output_buffer_limit: str | None = None
+    stalled: bool = False
 
 
 _IDLE_SLACK = 0.8
@@ -121,6 +127,17 @@ def attribute(evidence: Evidence) -> tuple[Cause, str]:
         return Cause.OUTPUT_BUFFER_LIMIT, (
             "INFO stats client_output_buffer_limit_disconnections grew by "
             f"{evidence.output_buffer_disconnections_delta}"
+        )
+    if evidence.stalled:
+        return Cause.NETWORK, (
+            f"{evidence.error or 'no reply'}: the server stalled or the network dropped "
+            "packets; the client closed the connection"
+        )
+    if evidence.output_buffer_seen and evidence.reachable:
+        limit = f" (limit: {evidence.output_buffer_limit})" if evidence.output_buffer_limit else ""
+        return Cause.OUTPUT_BUFFER_LIMIT, (
+            f"the server held {evidence.output_buffer_seen} bytes of unread output for this "
+            f"client before closing it{limit}; the server stayed up"
         )
     timeout, idle = evidence.server_timeout, evidence.idle_for
     if timeout and idle is not None and idle >= timeout * _IDLE_SLACK:

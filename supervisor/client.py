@@ -69,7 +69,9 @@ class SupervisedRedis(Redis):
         deadline = anyio.current_time() + watcher.command_deadline
         for _ in range(_ATTEMPTS):
             cause = Cause.READONLY if isinstance(exc, ReadOnlyError) else None
-            watcher.connection_lost(Loss(describe(exc), None, command_failed=True, cause=cause))
+            stalled = isinstance(exc, RedisTimeoutError)
+            loss = Loss(describe(exc), None, command_failed=True, cause=cause, stalled=stalled)
+            watcher.connection_lost(loss)
             if not isinstance(exc, _NOT_APPLIED) and not retryable:
                 raise OutcomeUnknown(name, describe(exc)) from exc
             await watcher.gate.wait_open(deadline)

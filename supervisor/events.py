@@ -17,6 +17,7 @@ __all__ = (
     "Event",
     "HealthCheckFailed",
     "ReconnectScheduled",
+    "Resubscribed",
     "Snapshot",
     "StateChanged",
 )
@@ -90,4 +91,30 @@ class HealthCheckFailed:
     detail: str
 
 
-Event = Snapshot | StateChanged | ReconnectScheduled | ConnectionLost | HealthCheckFailed
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Resubscribed:
+    """A pub/sub handle lost its connection and subscribed again to everything it had.
+
+    Messages published between ``down_at`` (the last moment the handle is known
+    to have been subscribed) and ``up_at`` (when the server confirmed every
+    subscription again) were not delivered and cannot be recovered from
+    pub/sub: resync from the source of truth. ``cause`` says why it was lost.
+    The same object is also yielded in-band by the handle's iterator, right
+    before the first message received after the gap.
+    """
+
+    seq: int
+    at: float
+    target: str
+    cause: Cause
+    detail: str
+    channels: tuple[str, ...]
+    patterns: tuple[str, ...]
+    shard_channels: tuple[str, ...]
+    down_at: float
+    up_at: float
+
+
+Event = (
+    Snapshot | StateChanged | ReconnectScheduled | ConnectionLost | HealthCheckFailed | Resubscribed
+)

@@ -19,13 +19,19 @@ __all__ = ("Loss", "Watcher", "describe")
 class Loss:
     """One broken connection: the error, its idle time, whether a command failed.
 
-    ``cause`` is set when the error alone names it (a READONLY reply).
+    ``cause`` is set when the error alone names it (a READONLY reply);
+    ``output_buffer_*`` carry what was sampled of a pub/sub connection's
+    output buffer before it was lost.
     """
 
     error: str
     idle_for: float | None
     command_failed: bool
     cause: Cause | None = None
+    output_buffer_seen: int | None = None
+    output_buffer_limit: str | None = None
+    stalled: bool = False
+    """The client gave up waiting for a reply: nobody closed the connection."""
 
 
 class Watcher(Protocol):
@@ -42,4 +48,5 @@ class Watcher(Protocol):
 def describe(exc: BaseException) -> str:
     """A one-line description of an error, safe for logs (no secrets in redis-py's texts)."""
     text = str(exc).strip() or "no message"
-    return f"{type(exc).__name__}: {text}"
+    name = type(exc).__name__.lstrip("_")
+    return f"{name}: {text}"

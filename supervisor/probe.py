@@ -139,6 +139,17 @@ class Probe:
                 self._config_allowed = False
         return self._configured_idle_timeout
 
+    async def output_buffers(self, client_ids: list[int]) -> dict[int, int]:
+        """``omem`` (bytes of output waiting) per client id, from ``CLIENT LIST ID``."""
+        raw = await self._call("CLIENT", "LIST", "ID", *client_ids)
+        text = raw.decode("utf-8", "replace") if isinstance(raw, bytes) else str(raw)
+        out = {}
+        for line in text.splitlines():
+            fields = dict(f.split("=", 1) for f in line.split() if "=" in f)
+            if "id" in fields and "omem" in fields:
+                out[int(fields["id"])] = int(fields["omem"])
+        return out
+
     async def close(self) -> None:
         conn, self._conn = self._conn, None
         if conn is not None:

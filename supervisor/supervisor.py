@@ -14,7 +14,7 @@ from collections import Counter
 from collections.abc import AsyncGenerator
 from contextlib import asynccontextmanager
 from dataclasses import replace
-from typing import Any, NamedTuple, Self, final
+from typing import Any, NamedTuple, Self, TypeVar, final
 
 import anyio
 import structlog
@@ -40,11 +40,14 @@ from supervisor.hub import Hub, Subscription
 from supervisor.losses import Loss
 from supervisor.pool import SupervisedConnectionPool, connection_class_for
 from supervisor.probe import Probe, ProbeFailed, ServerFacts
+from supervisor.pubsub import SupervisedPubSub
 from supervisor.state import ConnectionState, check_transition
 
 __all__ = ("Supervisor", "SupervisorStatistics")
 
 log = structlog.get_logger("supervisor")
+
+E = TypeVar("E", bound=Event)
 
 _MAX_PENDING_LOSSES = 1000
 
@@ -89,6 +92,9 @@ class Supervisor(AsyncContextManagerMixin):
         kwargs = config.connection_kwargs()
         kwargs["retry"] = Retry(NoBackoff(), 0)
         connection_class = connection_class_for(kwargs)
+        self._connection_class = connection_class
+        self._connection_kwargs = kwargs
+        self._pubsubs: set[SupervisedPubSub] = set()
         self.gate = Gate(max_waiters=config.max_waiters, fail_fast=config.offline == "fail_fast")
         self._pool = SupervisedConnectionPool(
             watcher=self,
@@ -212,6 +218,14 @@ class Supervisor(AsyncContextManagerMixin):
         finally:
             self._hub.remove(subscription)
 
+    def pubsub(self) -> SupervisedPubSub:
+        """A supervised pub/sub handle: ``async with sup.pubsub() as ps``.
+
+        It re-subscribes after any loss and yields a ``Resubscribed`` marker (also
+        published to subscribers) with the cause and the window of lost messages.
+        """
+        return SupervisedPubSub(self)
+
     # -- lifecycle ----------------------------------------------------------------------
 
     @asynccontextmanager
@@ -233,6 +247,8 @@ class Supervisor(AsyncContextManagerMixin):
 
     async def _close(self) -> None:
         self._transition(ConnectionState.CLOSED, None, "supervisor stopped")
+        for handle in list(self._pubsubs):
+            await handle.aclose()
         self._hub.close()
         await self._probe.close()
         await self._pool.aclose()
@@ -333,12 +349,23 @@ class Supervisor(AsyncContextManagerMixin):
             else:
                 await self._probe.ping()
                 facts = await self._current_facts()
+            await self._sample_output_buffers()
         except ProbeFailed as failure:
             await self._check_failed(failure)
             return
         self._healthy(facts, failed_before)
         refresh_after = (facts.idle_timeout or 0) / 3 or float("inf")
         await self._pool.refresh_idle(refresh_after, self.config.health_check_timeout)
+
+    async def _sample_output_buffers(self) -> None:
+        """Record how much output the server holds for each pub/sub connection: the
+        evidence that names OUTPUT_BUFFER_LIMIT when the server then closes one."""
+        handles = {h.client_id: h for h in self._pubsubs if h.client_id is not None}
+        if handles:
+            for client_id, omem in (await self._probe.output_buffers(list(handles))).items():
+                handle = handles.get(client_id)
+                if handle is not None:
+                    handle.output_buffer_seen = max(handle.output_buffer_seen, omem)
 
     async def _current_facts(self) -> ServerFacts:
         """Full ``INFO`` only when a loss needs attributing; otherwise refresh the
@@ -396,6 +423,9 @@ class Supervisor(AsyncContextManagerMixin):
                     before, facts, "output_buffer_disconnections"
                 ),
                 evicted_clients_delta=_delta(before, facts, "evicted_clients"),
+                output_buffer_seen=loss.output_buffer_seen,
+                output_buffer_limit=loss.output_buffer_limit,
+                stalled=loss.stalled,
             )
             found[attribute(evidence)] += 1
         self._connections_lost += len(losses)
@@ -454,9 +484,11 @@ class Supervisor(AsyncContextManagerMixin):
             self._changed = anyio.Event()
         return self._changed
 
-    def _publish(self, kind: type[Event], **fields: Any) -> None:
+    def _publish(self, kind: type[E], **fields: Any) -> E:
         self._seq += 1
-        self._hub.publish(kind(seq=self._seq, at=time.time(), target=self.target, **fields))
+        event = kind(seq=self._seq, at=time.time(), target=self.target, **fields)
+        self._hub.publish(event)
+        return event
 
 
 class _Refusal:

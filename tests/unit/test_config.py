@@ -115,6 +115,12 @@ def test_example_config_loads():
     assert config.target == "127.0.0.1:6379/0"
 
 
+def test_pubsub_example_config_loads():
+    """config/pubsub.toml is valid too."""
+    config = SupervisorConfig.from_file(ROOT / "config" / "pubsub.toml", env={})
+    assert config.client_name == "orders-consumer"
+
+
 def test_keepalive_options_reach_the_connection():
     """TCP keepalive idle/interval/count become socket options."""
     import socket

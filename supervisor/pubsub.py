@@ -1,0 +1,384 @@
+"""Supervised pub/sub: a handle that is either consuming or closed, never a zombie.
+
+redis-py's ``PubSub`` re-subscribes behind the application's back: the
+server then counts a subscriber that nobody reads, or the application learns
+nothing of the messages it missed. This handle owns its connection instead.
+The application's iteration drives it: reading, a PING with a reply deadline
+when the channel is quiet, and after any loss one reconnect (once the
+supervisor's prober says the target is READY) that re-subscribes everything
+and waits for the server's confirmations. Then it yields a ``Resubscribed``
+marker, with the cause and the outage window, before the next message.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import deque
+from contextlib import suppress
+from dataclasses import dataclass
+from types import TracebackType
+from typing import TYPE_CHECKING, Any, Self
+
+import anyio
+from redis.asyncio.connection import AbstractConnection
+from redis.exceptions import RedisError, ResponseError
+
+from supervisor.backoff import Backoff
+from supervisor.causes import Evidence, attribute
+from supervisor.events import Resubscribed
+from supervisor.losses import Loss, describe
+from supervisor.state import ConnectionState
+
+if TYPE_CHECKING:
+    from supervisor.supervisor import Supervisor
+
+__all__ = ("Message", "SupervisedPubSub")
+
+_KINDS = {"subscribe": "channels", "psubscribe": "patterns", "ssubscribe": "shard_channels"}
+
+
+@dataclass(frozen=True, slots=True)
+class Message:
+    """One published message. ``kind`` is ``message``, ``pmessage`` or ``smessage``;
+    ``pattern`` is set for ``pmessage``. Types follow ``decode_responses``."""
+
+    kind: str
+    channel: Any
+    data: Any
+    pattern: Any = None
+
+
+class _Stalled(Exception):
+    """The server did not answer a PING in time."""
+
+    def __str__(self) -> str:
+        return str(self.args[0]) if self.args else "stalled"
+
+
+class SupervisedPubSub:
+    """``async with sup.pubsub() as ps``: subscribe, then ``async for item in ps``.
+
+    Items are ``Message`` objects and, after a loss, one ``Resubscribed``. The
+    handle is *consuming* while the application iterates and *closed* after
+    ``aclose()`` (or leaving the block, or the supervisor closing): the
+    ``closed`` property tells which. While nobody iterates, nothing reads or
+    re-subscribes, so the server never counts a subscriber that nobody reads.
+    """
+
+    def __init__(self, sup: Supervisor) -> None:
+        self._sup = sup
+        config = sup.config
+        self._interval = config.health_check_interval
+        self._timeout = config.health_check_timeout
+        self._connect_timeout = config.socket_connect_timeout
+        self._backoff = Backoff(
+            config.backoff_base, config.backoff_cap, jitter=config.backoff_jitter
+        )
+        self.channels: set[str] = set()
+        self.patterns: set[str] = set()
+        self.shard_channels: set[str] = set()
+        self._conn: AbstractConnection | None = None
+        self._queue: deque[Message | Resubscribed] = deque()
+        self._read_lock = anyio.Lock()
+        self._acks: dict[tuple[str, str], anyio.Event] = {}
+        self._closed = False
+        self._last_seen = time.time()
+        self._run_id: str | None = None
+        self.client_id: int | None = None
+        self.output_buffer_seen = 0
+        self._output_buffer_limit: str | None = None
+
+    # -- lifecycle --------------------------------------------------------------------
+
+    @property
+    def closed(self) -> bool:
+        return self._closed
+
+    async def __aenter__(self) -> Self:
+        return self
+
+    async def __aexit__(
+        self, et: type[BaseException] | None, e: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        await self.aclose()
+
+    async def aclose(self) -> None:
+        """Close the handle: unsubscribe (confirmed, when nobody is reading), drop the
+        connection, end iteration."""
+        self._closed = True
+        self._sup._pubsubs.discard(self)
+        if self._conn is not None and not self._read_lock.locked():
+            with anyio.CancelScope(shield=True), anyio.move_on_after(self._timeout):
+                with suppress(RedisError, OSError):
+                    await self._unsubscribe_all(self._conn)
+        await self._drop()
+        for event in self._acks.values():
+            event.set()
+
+    async def _drop(self) -> None:
+        conn, self._conn = self._conn, None
+        self.client_id = None
+        if conn is not None:
+            with (
+                anyio.CancelScope(shield=True),
+                anyio.move_on_after(1),
+                suppress(RedisError, OSError),
+            ):
+                await conn.disconnect(nowait=True)
+
+    # -- subscriptions ----------------------------------------------------------------
+
+    async def subscribe(self, *channels: str) -> None:
+        """Subscribe, and return once the server has confirmed every channel."""
+        await self._add("subscribe", self.channels, channels)
+
+    async def psubscribe(self, *patterns: str) -> None:
+        await self._add("psubscribe", self.patterns, patterns)
+
+    async def ssubscribe(self, *channels: str) -> None:
+        """Sharded channels (Redis 7+)."""
+        await self._add("ssubscribe", self.shard_channels, channels)
+
+    async def unsubscribe(self, *channels: str) -> None:
+        await self._remove("UNSUBSCRIBE", self.channels, channels)
+
+    async def punsubscribe(self, *patterns: str) -> None:
+        await self._remove("PUNSUBSCRIBE", self.patterns, patterns)
+
+    async def sunsubscribe(self, *channels: str) -> None:
+        await self._remove("SUNSUBSCRIBE", self.shard_channels, channels)
+
+    async def _add(self, kind: str, names: set[str], new: tuple[str, ...]) -> None:
+        if self._closed:
+            raise RuntimeError("this pub/sub handle is closed")
+        if not new:
+            raise ValueError(f"{kind} needs at least one name")
+        names.update(new)
+        acks = [self._ack(kind, n) for n in new]
+        if self._conn is not None:
+            try:
+                await self._conn.send_command(kind.upper(), *new, check_health=False)
+            except (RedisError, OSError):
+                await self._drop()  # the reader reconnects and subscribes everything
+        with anyio.fail_after(self._sup.config.command_deadline):
+            if not self._read_lock.locked():
+                async with self._read_lock:
+                    if self._conn is None:
+                        await self._reconnect(marker=False)
+                    while not all(a.is_set() for a in acks) and not self._closed:
+                        await self._pump()
+            for ack in acks:
+                await ack.wait()
+
+    async def _remove(self, command: str, names: set[str], gone: tuple[str, ...]) -> None:
+        names.difference_update(gone)
+        if self._conn is not None and gone:
+            try:
+                await self._conn.send_command(command, *gone, check_health=False)
+            except (RedisError, OSError):
+                await self._drop()
+
+    async def _unsubscribe_all(self, conn: AbstractConnection) -> None:
+        expected = 0
+        for command, names in (
+            ("UNSUBSCRIBE", self.channels),
+            ("PUNSUBSCRIBE", self.patterns),
+            ("SUNSUBSCRIBE", self.shard_channels),
+        ):
+            if names:
+                expected += len(names)
+                await conn.send_command(command, *sorted(names), check_health=False)
+        while expected:
+            reply = await conn.read_response(disconnect_on_error=False)
+            if isinstance(reply, list) and _text(reply[0]).lower().endswith("unsubscribe"):
+                expected -= 1
+
+    def _ack(self, kind: str, name: str) -> anyio.Event:
+        event = self._acks.get((kind, name))
+        if event is None or event.is_set():
+            event = self._acks[(kind, name)] = anyio.Event()
+        return event
+
+    # -- iteration --------------------------------------------------------------------
+
+    def __aiter__(self) -> Self:
+        return self
+
+    async def __anext__(self) -> Message | Resubscribed:
+        async with self._read_lock:
+            while not self._queue:
+                if self._closed:
+                    raise StopAsyncIteration
+                await self._pump()
+            return self._queue.popleft()
+
+    async def _pump(self) -> None:
+        """Read what comes next into the queue; recover from a loss. Holds the read lock."""
+        if self._conn is None:
+            await self._reconnect(marker=True)
+            return
+        try:
+            await self._read_some()
+        except (RedisError, OSError, _Stalled) as exc:
+            await self._lost(exc)
+
+    async def _read_some(self) -> None:
+        conn = self._conn
+        assert conn is not None
+        reply = await conn.read_response(timeout=self._interval, disconnect_on_error=False)
+        if reply is not None:
+            self._handle(reply)
+            return
+        await conn.send_command("PING", check_health=False)
+        with anyio.move_on_after(self._timeout):
+            while True:
+                reply = await conn.read_response(disconnect_on_error=False)
+                if self._handle(reply) == "pong":
+                    return
+        raise _Stalled(f"no reply to PING within {self._timeout:g} s while subscribed")
+
+    def _handle(self, reply: Any) -> str:
+        """Queue a message or record an ack; return the reply's kind."""
+        self._last_seen = time.time()
+        if not isinstance(reply, list) or not reply:
+            return "other"
+        kind = _text(reply[0]).lower()
+        if kind in ("message", "smessage"):
+            self._queue.append(Message(kind, reply[1], reply[2]))
+        elif kind == "pmessage":
+            self._queue.append(Message(kind, reply[2], reply[3], pattern=reply[1]))
+        elif kind in _KINDS:
+            event = self._acks.get((kind, _text(reply[1])))
+            if event is not None:
+                event.set()
+        return kind
+
+    # -- loss and recovery -------------------------------------------------------------
+
+    async def _lost(self, exc: BaseException) -> None:
+        self._down_at = self._last_seen
+        self._loss = Loss(
+            describe(exc),
+            None,
+            command_failed=True,
+            output_buffer_seen=self.output_buffer_seen or None,
+            output_buffer_limit=self._output_buffer_limit,
+            stalled=isinstance(exc, _Stalled),
+        )
+        await self._drop()
+        self._sup.connection_lost(self._loss)
+
+    async def _reconnect(self, *, marker: bool) -> None:
+        run_id_before = self._run_id
+        while not self._closed:
+            try:
+                await self._sup.wait_for(ConnectionState.READY)
+            except RuntimeError:
+                await self.aclose()
+                return
+            try:
+                await self._connect_and_subscribe()
+                break
+            except (RedisError, OSError, TimeoutError) as exc:
+                await self._drop()
+                self._sup.connection_lost(Loss(describe(exc), None, command_failed=True))
+                await anyio.sleep(self._backoff.next_delay())
+        else:
+            return
+        self._backoff.reset()
+        if marker and hasattr(self, "_loss"):
+            self._queue.appendleft(self._resubscribed(run_id_before))
+
+    async def _connect_and_subscribe(self) -> None:
+        kwargs = {**self._sup._connection_kwargs, "protocol": 2}
+        conn = self._sup._connection_class(**kwargs)
+        self._conn = conn
+        self.output_buffer_seen = 0
+        with anyio.fail_after(self._connect_timeout + self._timeout):
+            await conn.connect()
+            self.client_id = int(await self._call("CLIENT", "ID"))
+            info = _text(await self._call("INFO", "server"))
+            self._run_id = next(
+                (
+                    line.split(":", 1)[1].strip()
+                    for line in info.splitlines()
+                    if line.startswith("run_id:")
+                ),
+                None,
+            )
+            try:
+                limits = _text_list(await self._call("CONFIG", "GET", "client-output-buffer-limit"))
+                self._output_buffer_limit = _pubsub_limit(limits[1] if len(limits) > 1 else "")
+            except ResponseError:
+                self._output_buffer_limit = None
+            acks = []
+            for kind, names in (
+                ("subscribe", self.channels),
+                ("psubscribe", self.patterns),
+                ("ssubscribe", self.shard_channels),
+            ):
+                if names:
+                    acks += [self._ack(kind, n) for n in names]
+                    await conn.send_command(kind.upper(), *sorted(names), check_health=False)
+            while not all(a.is_set() for a in acks):
+                self._handle(await conn.read_response(disconnect_on_error=False))
+        self._sup._pubsubs.add(self)
+
+    async def _call(self, *args: Any) -> Any:
+        conn = self._conn
+        assert conn is not None
+        await conn.send_command(*args, check_health=False)
+        return await conn.read_response(disconnect_on_error=False)
+
+    def _resubscribed(self, run_id_before: str | None) -> Resubscribed:
+        loss = self._loss
+        cause, detail = attribute(
+            Evidence(
+                error=loss.error,
+                run_id_before=run_id_before,
+                run_id_after=self._run_id,
+                reachable=True,
+                output_buffer_seen=loss.output_buffer_seen,
+                output_buffer_limit=loss.output_buffer_limit,
+                stalled=loss.stalled,
+            )
+        )
+        up_at = time.time()
+        names = ", ".join(sorted(self.channels | self.patterns | self.shard_channels))
+        detail = (
+            f"{detail}. Re-subscribed to {names}; messages published between down_at and "
+            f"up_at ({up_at - self._down_at:.2f} s) were not delivered: resync them"
+        )
+        self._sup._log.warning(
+            "resubscribed", cause=cause.value, detail=detail, down_at=self._down_at, up_at=up_at
+        )
+        return self._sup._publish(
+            Resubscribed,
+            cause=cause,
+            detail=detail,
+            channels=tuple(sorted(self.channels)),
+            patterns=tuple(sorted(self.patterns)),
+            shard_channels=tuple(sorted(self.shard_channels)),
+            down_at=self._down_at,
+            up_at=up_at,
+        )
+
+
+def _text(value: Any) -> str:
+    return value.decode("utf-8", "replace") if isinstance(value, bytes) else str(value)
+
+
+def _text_list(value: Any) -> list[str]:
+    if isinstance(value, dict):
+        return [x for kv in value.items() for x in map(_text, kv)]
+    return [_text(v) for v in value]
+
+
+def _pubsub_limit(limits: str) -> str | None:
+    """The ``pubsub`` class of a ``client-output-buffer-limit`` value, if it limits anything."""
+    parts = limits.split()
+    for i in range(0, len(parts) - 3, 4):
+        if parts[i] == "pubsub" and any(p != "0" for p in parts[i + 1 : i + 4]):
+            hard, soft, seconds = parts[i + 1 : i + 4]
+            return f"pubsub hard {hard} bytes, soft {soft} bytes for {seconds} s"
+    return None

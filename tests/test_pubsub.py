@@ -1,0 +1,262 @@
+"""Supervised pub/sub against a real redis-server: no subscription silently lost."""
+
+from __future__ import annotations
+
+import anyio
+import anyio.lowlevel
+import pytest
+
+from supervisor import (
+    Cause,
+    ConnectionState,
+    HealthCheckFailed,
+    Message,
+    Resubscribed,
+    StateChanged,
+)
+from tests.helpers.events import until
+
+READY = ConnectionState.READY
+
+
+async def stalled_long_enough(events) -> None:
+    """The supervisor saw the stall and failed two more checks: by then the subscribed
+    PING (interval + timeout) has failed too."""
+    await until(events, lambda e: isinstance(e, StateChanged))
+    for _ in range(2):
+        await until(events, lambda e: isinstance(e, HealthCheckFailed))
+
+
+async def next_item(ps, bound: float = 15.0):
+    with anyio.fail_after(bound):
+        return await ps.__anext__()
+
+
+async def test_subscribe_receives_messages(shared_server, supervise):
+    """subscribe/psubscribe confirm before returning; messages arrive in order."""
+    admin = shared_server.admin()
+    async with supervise(shared_server.url) as sup, sup.pubsub() as ps:
+        await ps.subscribe("news")
+        await ps.psubscribe("log.*")
+        assert admin.publish("news", "a") == 1
+        assert admin.publish("log.x", "b") == 1
+        first, second = await next_item(ps), await next_item(ps)
+        assert first == Message("message", b"news", b"a")
+        assert second == Message("pmessage", b"log.x", b"b", pattern=b"log.*")
+        await ps.unsubscribe("news")
+        await ps.punsubscribe("log.*")
+    assert ps.closed
+    admin.close()
+
+
+async def test_sharded_subscribe(shared_server, supervise):
+    """ssubscribe works on Redis 7."""
+    admin = shared_server.admin()
+    async with supervise(shared_server.url) as sup, sup.pubsub() as ps:
+        await ps.ssubscribe("shard")
+        assert admin.execute_command("SPUBLISH", "shard", "x") == 1
+        assert await next_item(ps) == Message("smessage", b"shard", b"x")
+    admin.close()
+
+
+@pytest.mark.parametrize("fault", ["client_kill", "restart"])
+async def test_resubscribes_after_loss_with_cause(server, supervise, fault):
+    """After CLIENT KILL or a restart: re-subscribed to every channel and pattern,
+    a Resubscribed marker with the cause and window, then messages flow again."""
+    admin = server.admin()
+    async with supervise(server.url) as sup, sup.pubsub() as ps:
+        await ps.subscribe("a", "b")
+        await ps.psubscribe("p.*")
+        async with sup.subscribe() as events:
+            if fault == "client_kill":
+                admin.client_kill_filter(_type="pubsub")
+                expected = Cause.SERVER_CLOSED
+            else:
+                server.kill()
+                await until(events, lambda e: isinstance(e, StateChanged))
+                server.start()
+                admin.close()
+                admin = server.admin()
+                expected = Cause.SERVER_RESTART
+            marker = await next_item(ps)
+            assert isinstance(marker, Resubscribed)
+            assert marker.cause is expected, marker
+            assert marker.channels == ("a", "b")
+            assert marker.patterns == ("p.*",)
+            assert marker.down_at <= marker.up_at
+            assert "resync" in marker.detail
+            published = await until(events, lambda e: isinstance(e, Resubscribed))
+            assert published == marker
+        assert admin.publish("b", "after") == 1
+        assert admin.publish("p.q", "after") == 1
+        assert await next_item(ps) == Message("message", b"b", b"after")
+        assert await next_item(ps) == Message("pmessage", b"p.q", b"after", pattern=b"p.*")
+    admin.close()
+
+
+async def test_output_buffer_eviction_is_attributed(server, supervise):
+    """A consumer that does not read while a publisher floods is evicted by
+    client-output-buffer-limit: cause OUTPUT_BUFFER_LIMIT, re-subscribed, and the
+    marker names the affected channels."""
+    admin = server.admin()
+    admin.config_set("client-output-buffer-limit", "pubsub 64kb 32kb 1")
+    async with supervise(server.url) as sup, sup.pubsub() as ps:
+        await ps.subscribe("flood")
+        payload = "x" * 1024
+        with anyio.fail_after(30):
+            # fill the socket buffers, then keep the server's output buffer over the
+            # soft limit (bounded: the hard limit ends it by 64 kB of server backlog)
+            for _ in range(20000):
+                if admin.publish("flood", payload) == 0:
+                    break
+                client = [c for c in admin.client_list(_type="pubsub")]
+                if client and int(client[0]["omem"]) > 40000:
+                    await anyio.sleep(0.05)  # trickle: the soft limit counts seconds
+            else:
+                pytest.fail("the server never evicted the slow consumer")
+        assert admin.publish("flood", "after") == 0  # nobody subscribed: no zombie
+        item = await next_item(ps)
+        while isinstance(item, Message):
+            item = await next_item(ps)
+        assert isinstance(item, Resubscribed)
+        assert item.cause is Cause.OUTPUT_BUFFER_LIMIT, item
+        assert item.channels == ("flood",)
+        assert "pubsub hard 65536" in item.detail
+        assert admin.publish("flood", "fresh") == 1
+        assert await next_item(ps) == Message("message", b"flood", b"fresh")
+    admin.close()
+
+
+async def test_idle_subscriber_survives_server_timeout(server, supervise):
+    """Pub/sub connections outlive `timeout`: still subscribed after idling past it."""
+    admin = server.admin()
+    admin.config_set("timeout", 1)
+    async with supervise(server.url) as sup, sup.pubsub() as ps:
+        await ps.subscribe("quiet")
+        async with anyio.create_task_group() as tg:
+            got = []
+
+            async def consume():
+                got.append(await next_item(ps))
+
+            tg.start_soon(consume)
+            with anyio.move_on_after(2.5):  # the scenario: idle past the timeout
+                await anyio.Event().wait()
+            assert admin.publish("quiet", "still here") == 1
+        assert got == [Message("message", b"quiet", b"still here")]
+    admin.close()
+
+
+async def test_stalled_server_detected_on_idle_subscription(server, supervise):
+    """SIGSTOP while subscribed and idle: the PING deadline notices, and after SIGCONT
+    the handle re-subscribes with cause NETWORK."""
+    admin = server.admin()
+    async with supervise(server.url) as sup, sup.pubsub() as ps:
+        await ps.subscribe("c")
+        async with sup.subscribe() as events:
+            async with anyio.create_task_group() as tg:
+                items = []
+
+                async def consume():
+                    items.append(await next_item(ps, bound=30))
+
+                tg.start_soon(consume)
+                server.stop()
+                try:
+                    await stalled_long_enough(events)
+                finally:
+                    server.cont()
+            marker = items[0]
+            assert isinstance(marker, Resubscribed)
+            assert marker.cause is Cause.NETWORK, marker
+        assert admin.publish("c", "x") == 1
+    admin.close()
+
+
+async def test_network_cut_through_proxy(proxy, server, supervise):
+    """A blackholed network: detected by the subscribed PING, re-subscribed when traffic flows."""
+    admin = server.admin()
+    async with supervise(proxy.url) as sup, sup.pubsub() as ps:
+        await ps.subscribe("c")
+        async with sup.subscribe() as events:
+            async with anyio.create_task_group() as tg:
+                items = []
+
+                async def consume():
+                    items.append(await next_item(ps, bound=30))
+
+                tg.start_soon(consume)
+                proxy.blackhole()
+                await stalled_long_enough(events)
+                proxy.blackhole(False)
+            assert isinstance(items[0], Resubscribed)
+            assert items[0].cause is Cause.NETWORK
+        assert admin.publish("c", "x") == 1
+    admin.close()
+
+
+async def test_numbered_sequence_across_client_kill(server, supervise):
+    """Publish 1..N across a CLIENT KILL: every message PUBLISH delivered to a subscriber
+    arrives, in order, without duplicates, and everything after the marker is contiguous."""
+    admin = server.admin()
+    async with supervise(server.url) as sup, sup.pubsub() as ps:
+        await ps.subscribe("seq")
+        received: list[int] = []
+        markers = []
+        delivered: list[int] = []
+        total = 400
+
+        async def consume():
+            while True:
+                item = await next_item(ps)
+                if isinstance(item, Resubscribed):
+                    markers.append(len(received))
+                else:
+                    received.append(int(item.data))
+                if published_all.is_set() and len(received) >= len(delivered):
+                    all_in.set()
+
+        published_all, all_in = anyio.Event(), anyio.Event()
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(consume)
+            for n in range(1, total + 1):
+                if n == total // 2:
+                    admin.client_kill_filter(_type="pubsub")
+                if admin.publish("seq", n):
+                    delivered.append(n)
+                await anyio.lowlevel.checkpoint()  # the consumer runs between publishes
+            published_all.set()
+            if len(received) < len(delivered):
+                with anyio.fail_after(15):
+                    await all_in.wait()
+            tg.cancel_scope.cancel()
+        assert markers and len(markers) == 1
+        assert received == delivered  # in order, no duplicates, none delivered-and-lost
+        after = received[markers[0] :]
+        assert after == list(range(after[0], total + 1))
+    admin.close()
+
+
+async def test_handle_closes_with_the_supervisor(shared_server, supervise):
+    """The application always knows: iteration ends and `closed` is true once the
+    supervisor stops; publishing then reaches no one."""
+    admin = shared_server.admin()
+    items = []
+    async with supervise(shared_server.url) as sup:
+        ps = sup.pubsub()
+        await ps.subscribe("bye")
+        assert not ps.closed
+        async with anyio.create_task_group() as tg:
+
+            async def consume():
+                async for item in ps:
+                    items.append(item)
+
+            tg.start_soon(consume)
+            await anyio.wait_all_tasks_blocked()
+            tg.cancel_scope.cancel()
+    assert ps.closed
+    assert admin.publish("bye", "x") == 0
+    with pytest.raises(RuntimeError, match="closed"):
+        await ps.subscribe("again")
+    admin.close()

@@ -13,11 +13,13 @@ from supervisor.causes import Cause
 from supervisor.state import ConnectionState
 
 __all__ = (
+    "Alert",
     "ConnectionLost",
     "Event",
     "HealthCheckFailed",
     "ReconnectScheduled",
     "Resubscribed",
+    "ServerSampled",
     "Snapshot",
     "StateChanged",
 )
@@ -115,6 +117,46 @@ class Resubscribed:
     up_at: float
 
 
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ServerSampled:
+    """What the server monitor read (``INFO clients``, ``INFO stats``, ``CONFIG GET``).
+
+    A value is None when the server did not report it (CONFIG refused, older version).
+    """
+
+    seq: int
+    at: float
+    target: str
+    connected_clients: int
+    blocked_clients: int
+    maxclients: int | None
+    rejected_connections: int
+    evicted_clients: int | None
+    total_connections_received: int
+    timeout: int | None
+    tcp_keepalive: int | None
+    client_output_buffer_limit: str | None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Alert:
+    """A monitored threshold was crossed (``firing``) or is back to normal."""
+
+    seq: int
+    at: float
+    target: str
+    name: str
+    firing: bool
+    message: str
+
+
 Event = (
-    Snapshot | StateChanged | ReconnectScheduled | ConnectionLost | HealthCheckFailed | Resubscribed
+    Snapshot
+    | StateChanged
+    | ReconnectScheduled
+    | ConnectionLost
+    | HealthCheckFailed
+    | Resubscribed
+    | ServerSampled
+    | Alert
 )

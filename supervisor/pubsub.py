@@ -349,9 +349,6 @@ class SupervisedPubSub:
             f"{detail}. Re-subscribed to {names}; messages published between down_at and "
             f"up_at ({up_at - self._down_at:.2f} s) were not delivered: resync them"
         )
-        self._sup._log.warning(
-            "resubscribed", cause=cause.value, detail=detail, down_at=self._down_at, up_at=up_at
-        )
         return self._sup._publish(
             Resubscribed,
             cause=cause,

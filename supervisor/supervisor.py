@@ -8,6 +8,7 @@ only reads the gate and reports what broke.
 
 from __future__ import annotations
 
+import logging
 import random
 import time
 from collections import Counter
@@ -28,10 +29,13 @@ from supervisor.client import SupervisedRedis
 from supervisor.config import SupervisorConfig
 from supervisor.errors import Unavailable
 from supervisor.events import (
+    Alert,
     ConnectionLost,
     Event,
     HealthCheckFailed,
     ReconnectScheduled,
+    Resubscribed,
+    ServerSampled,
     Snapshot,
     StateChanged,
 )
@@ -306,13 +310,6 @@ class Supervisor(AsyncContextManagerMixin):
         self._publish(
             ReconnectScheduled, attempt=attempt, delay=round(delay, 3), cause=cause, detail=detail
         )
-        self._log.warning(
-            "reconnect_scheduled",
-            attempt=attempt,
-            delay=round(delay, 3),
-            cause=cause.value,
-            detail=detail,
-        )
         return delay
 
     def _recovered(self, facts: ServerFacts) -> None:
@@ -376,7 +373,6 @@ class Supervisor(AsyncContextManagerMixin):
 
     async def _check_failed(self, failure: ProbeFailed) -> None:
         self._publish(HealthCheckFailed, cause=failure.cause, detail=failure.detail)
-        self._log.warning("health_check_failed", cause=failure.cause.value, detail=failure.detail)
         if not failure.stalled:
             self._losses.append(Loss(failure.detail, None, command_failed=False))
             try:
@@ -432,7 +428,6 @@ class Supervisor(AsyncContextManagerMixin):
         for (cause, detail), count in found.items():
             text = f"{count} connection{'s' if count > 1 else ''}: {detail}"
             self._publish(ConnectionLost, cause=cause, detail=text)
-            self._log.warning("connection_lost", cause=cause.value, detail=text, count=count)
             if cause is Cause.SERVER_RESTART and self._state is ConnectionState.READY:
                 self.gate.set(Admission.OPEN, new_generation=True)
 
@@ -459,18 +454,6 @@ class Supervisor(AsyncContextManagerMixin):
             self._changed.set()
             self._changed = None
         self._publish(StateChanged, previous=previous, current=new, cause=cause, detail=detail)
-        log_method = (
-            self._log.info
-            if new in (ConnectionState.READY, ConnectionState.CLOSED)
-            else self._log.warning
-        )
-        log_method(
-            "state_changed",
-            previous=previous.value,
-            current=new.value,
-            cause=cause.value if cause else None,
-            detail=detail,
-        )
 
     def _admit_while_down(self, cause: Cause | None) -> None:
         admission = Admission.REFUSING if cause is Cause.AUTH else Admission.DOWN
@@ -485,9 +468,16 @@ class Supervisor(AsyncContextManagerMixin):
         return self._changed
 
     def _publish(self, kind: type[E], **fields: Any) -> E:
+        """Number, publish and log one event: every event is one structured log line."""
         self._seq += 1
         event = kind(seq=self._seq, at=time.time(), target=self.target, **fields)
         self._hub.publish(event)
+        name, level = _LOG_AS[type(event)]
+        if (isinstance(event, StateChanged) and event.current in _CALM_STATES) or (
+            isinstance(event, Alert) and not event.firing
+        ):
+            level = logging.INFO
+        self._log.log(level, name, **{k: getattr(v, "value", v) for k, v in fields.items()})
         return event
 
 
@@ -514,6 +504,18 @@ class _Refusal:
             f"{fix_for(cause)} ({why})",
             cause=cause,
         )
+
+
+_LOG_AS: dict[type[Any], tuple[str, int]] = {
+    StateChanged: ("state_changed", logging.WARNING),
+    ReconnectScheduled: ("reconnect_scheduled", logging.WARNING),
+    ConnectionLost: ("connection_lost", logging.WARNING),
+    HealthCheckFailed: ("health_check_failed", logging.WARNING),
+    Resubscribed: ("resubscribed", logging.WARNING),
+    ServerSampled: ("server_sampled", logging.INFO),
+    Alert: ("alert", logging.WARNING),
+}
+_CALM_STATES = (ConnectionState.READY, ConnectionState.CLOSED)
 
 
 def _delta(before: ServerFacts | None, after: ServerFacts, name: str) -> int | None:

@@ -9,11 +9,13 @@ from supervisor.causes import Cause
 from supervisor.config import SupervisorConfig
 from supervisor.errors import ConfigError, OutcomeUnknown, SupervisorError, Unavailable
 from supervisor.events import (
+    Alert,
     ConnectionLost,
     Event,
     HealthCheckFailed,
     ReconnectScheduled,
     Resubscribed,
+    ServerSampled,
     Snapshot,
     StateChanged,
 )
@@ -37,6 +39,8 @@ __all__ = (
     "ConnectionLost",
     "HealthCheckFailed",
     "Resubscribed",
+    "ServerSampled",
+    "Alert",
     "Subscription",
     # pub/sub
     "SupervisedPubSub",

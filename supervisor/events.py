@@ -147,7 +147,7 @@ class Alert:
     target: str
     name: str
     firing: bool
-    message: str
+    detail: str
 
 
 Event = (

@@ -95,7 +95,7 @@ class Monitor:
                 f"CONFIG GET is not allowed on this server ({exc}); monitoring carries on "
                 "with INFO only (maxclients, timeout and buffer limits are unknown)"
             )
-            self._sup._publish(Alert, name="config_not_allowed", firing=True, message=message)
+            self._sup._publish(Alert, name="config_not_allowed", firing=True, detail=message)
             return {}
         return {_text(k): _text(v) for k, v in raw.items()}
 
@@ -144,7 +144,7 @@ class Monitor:
                 )
 
     def _alert(self, name: str, firing: bool, message: str) -> None:
-        self._sup._publish(Alert, name=name, firing=firing, message=message)
+        self._sup._publish(Alert, name=name, firing=firing, detail=message)
 
 
 def _int(value: Any) -> int | None:

@@ -127,7 +127,6 @@ class Supervisor(AsyncContextManagerMixin):
         self._facts: ServerFacts | None = None
         self._losses: list[Loss] = []
         self._failed_commands = 0
-        self._outage_started: float | None = None
         self._changed: anyio.Event | None = None
         self._wake: anyio.Event | None = None
         self._entered = False
@@ -372,7 +371,9 @@ class Supervisor(AsyncContextManagerMixin):
         return replace(self._facts, idle_timeout=await self._probe.idle_timeout())
 
     async def _check_failed(self, failure: ProbeFailed) -> None:
-        self._publish(HealthCheckFailed, cause=failure.cause, detail=failure.detail)
+        """A lost probe connection is reopened at once: if that works, the server is up
+        and the loss is attributed like any other (ConnectionLost); if not, the check
+        failed and the state follows."""
         if not failure.stalled:
             self._losses.append(Loss(failure.detail, None, command_failed=False))
             try:
@@ -382,11 +383,11 @@ class Supervisor(AsyncContextManagerMixin):
             else:
                 self._healthy(facts, self._failed_commands)
                 return
+        self._publish(HealthCheckFailed, cause=failure.cause, detail=failure.detail)
         if failure.stalled:
             if self._state is ConnectionState.READY:
                 self._transition(ConnectionState.UNHEALTHY, Cause.NETWORK, failure.detail)
         else:
-            self._outage_started = time.monotonic()
             self._transition(ConnectionState.RECONNECTING, failure.cause, failure.detail)
 
     def _healthy(self, facts: ServerFacts, failed_before: int) -> None:

@@ -1,0 +1,64 @@
+"""``python -m supervisor run|diagnose|demo``.
+
+Exit codes: 0 clean stop, 1 a serious finding or a fatal error, 2 bad
+configuration or (for ``diagnose``) no connection.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+import anyio
+
+from supervisor.errors import ConfigError
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m supervisor", description=__doc__)
+    commands = parser.add_subparsers(dest="command", required=True)
+    run_parser = commands.add_parser("run", help="supervise the targets of a config file")
+    run_parser.add_argument("--config", help="TOML file (default: redis://127.0.0.1:6379/0)")
+    run_parser.add_argument(
+        "--json",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="JSON log lines (default: when stdout is not a terminal)",
+    )
+    diagnose_parser = commands.add_parser("diagnose", help="inspect one Redis and print findings")
+    diagnose_parser.add_argument("url", nargs="?", default="redis://127.0.0.1:6379/0")
+    diagnose_parser.add_argument("--json", action="store_true", help="print JSON")
+    demo_parser = commands.add_parser(
+        "demo", help="inject the seed's faults into a throwaway Redis"
+    )
+    demo_parser.add_argument("--quick", action="store_true", help="shorter waits (for tests)")
+    args = parser.parse_args(argv)
+
+    if args.command == "run":
+        return _run(args.config, args.json)
+    if args.command == "diagnose":
+        from supervisor.diagnose import diagnose_main
+
+        return diagnose_main(args.url, as_json=args.json)
+    from supervisor.demo import demo_main
+
+    return demo_main(quick=args.quick)
+
+
+def _run(path: str | None, json: bool | None) -> int:
+    from supervisor.logconfig import configure_logging
+    from supervisor.service import run
+    from supervisor.service_config import ServiceConfig
+
+    try:
+        config = ServiceConfig.from_file(path) if path else ServiceConfig.default()
+    except ConfigError as exc:
+        print(f"supervisor: bad configuration: {exc}", file=sys.stderr)
+        return 2
+    configure_logging(json=json)
+    anyio.run(run, config)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,283 @@
+"""``python -m supervisor diagnose URL``: the seed's "Diagnosing the Issue" as a command.
+
+Connects once, reads ``INFO``, the ``CONFIG`` values that close connections and
+``CLIENT LIST``, and prints findings with the fix for each. Exit code 0 when
+no finding is serious, 1 when one is, 2 when it cannot connect.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from collections import Counter
+from dataclasses import asdict, dataclass
+from typing import Any, Literal
+
+import anyio
+import redis.asyncio
+from redis.asyncio.retry import Retry
+from redis.backoff import NoBackoff
+from redis.exceptions import RedisError, ResponseError
+
+from supervisor.causes import Evidence, attribute, fix_for
+from supervisor.config import SupervisorConfig
+from supervisor.errors import ConfigError
+from supervisor.losses import describe
+
+__all__ = ("Finding", "Report", "diagnose", "diagnose_main")
+
+Severity = Literal["info", "warning", "serious"]
+_CONFIG_KEYS = ("timeout", "maxclients", "tcp-keepalive", "client-output-buffer-limit")
+_IDLE_BUCKETS = ((10, "<10s"), (60, "10-60s"), (300, "1-5min"), (float("inf"), ">5min"))
+
+
+@dataclass(frozen=True, slots=True)
+class Finding:
+    severity: Severity
+    finding: str
+    fix: str
+
+
+@dataclass(frozen=True, slots=True)
+class Report:
+    target: str
+    server: dict[str, Any]
+    config: dict[str, str] | None
+    clients: dict[str, Any]
+    findings: list[Finding]
+
+    @property
+    def serious(self) -> bool:
+        return any(f.severity == "serious" for f in self.findings)
+
+
+async def diagnose(config: SupervisorConfig) -> Report:
+    """Read what the server says about itself and its clients; raise RedisError if unreachable."""
+    pool = redis.asyncio.ConnectionPool(**config.connection_kwargs(), retry=Retry(NoBackoff(), 0))
+    async with pool, redis.asyncio.Redis(connection_pool=pool) as client:
+        info: dict[str, Any] = await client.info()
+        try:
+            raw = await client.config_get(*_CONFIG_KEYS)
+            settings: dict[str, str] | None = {str(k): str(v) for k, v in raw.items()}
+        except ResponseError:
+            settings = None
+        try:
+            clients: list[dict[str, Any]] = await client.client_list()
+        except ResponseError:
+            clients = []
+        me = await client.client_id()
+    others = [c for c in clients if int(c.get("id", -1)) != me]
+    summary = _summarise(others)
+    return Report(
+        target=config.target,
+        server={
+            k: info.get(k)
+            for k in (
+                "redis_version",
+                "uptime_in_seconds",
+                "role",
+                "connected_clients",
+                "blocked_clients",
+                "maxclients",
+                "rejected_connections",
+                "evicted_clients",
+                "total_connections_received",
+                "loading",
+            )
+            if k in info
+        },
+        config=settings,
+        clients=summary,
+        findings=_findings(info, settings, others),
+    )
+
+
+def _summarise(clients: list[dict[str, Any]]) -> dict[str, Any]:
+    def bucket(seconds: int) -> str:
+        return next(label for limit, label in _IDLE_BUCKETS if seconds < limit)
+
+    flags = Counter(str(c.get("flags", "N")) for c in clients)
+    idle = Counter(bucket(int(c.get("idle", 0))) for c in clients)
+    age = Counter(bucket(int(c.get("age", 0))) for c in clients)
+
+    def brief(c: dict[str, Any] | None) -> dict[str, Any] | None:
+        if c is None:
+            return None
+        return {k: c.get(k) for k in ("id", "addr", "name", "age", "idle", "flags", "cmd")}
+
+    return {
+        "total": len(clients),
+        "by_flags": dict(flags),
+        "by_idle": dict(idle),
+        "by_age": dict(age),
+        "oldest": brief(max(clients, key=lambda c: int(c.get("age", 0)), default=None)),
+        "idlest": brief(max(clients, key=lambda c: int(c.get("idle", 0)), default=None)),
+    }
+
+
+def _findings(
+    info: dict[str, Any], settings: dict[str, str] | None, clients: list[dict[str, Any]]
+) -> list[Finding]:
+    out: list[Finding] = []
+    if settings is None:
+        out.append(
+            Finding(
+                "info",
+                "CONFIG GET is not allowed (managed Redis?): findings "
+                "come from INFO and CLIENT LIST only",
+                "ask the provider for timeout, maxclients and buffer limits",
+            )
+        )
+        settings = {}
+    timeout = int(settings.get("timeout", "0") or 0)
+    maxclients = int(settings.get("maxclients", info.get("maxclients", 0)) or 0)
+    normal = [c for c in clients if str(c.get("flags", "N")) == "N"]
+    if timeout > 0:
+        near = [c for c in normal if int(c.get("idle", 0)) >= 0.75 * timeout]
+        if near:
+            out.append(
+                Finding(
+                    "warning",
+                    f"timeout is {timeout} s and {len(near)} clients idle over "
+                    f"{int(0.75 * timeout)} s: they will be closed",
+                    "enable keepalive pings below the timeout (supervisor does) or set timeout 0",
+                )
+            )
+    rejected = int(info.get("rejected_connections", 0))
+    if rejected:
+        out.append(
+            Finding(
+                "serious",
+                f"rejected_connections is {rejected}: maxclients {maxclients or '?'} was hit",
+                fix_for(attribute(Evidence(error="max number of clients reached"))[0]),
+            )
+        )
+    connected = int(info.get("connected_clients", 0))
+    if maxclients and connected >= 0.8 * maxclients:
+        out.append(
+            Finding(
+                "serious",
+                f"{connected} of maxclients {maxclients} connected ({connected / maxclients:.0%})",
+                "raise maxclients or reduce pool sizes before connections are refused",
+            )
+        )
+    if settings.get("tcp-keepalive") == "0":
+        out.append(
+            Finding(
+                "warning",
+                "tcp-keepalive is 0: dead peers are never detected",
+                "CONFIG SET tcp-keepalive 300",
+            )
+        )
+    evicted = int(info.get("evicted_clients", 0) or 0)
+    if evicted:
+        out.append(
+            Finding(
+                "warning",
+                f"evicted_clients is {evicted}: the server closed clients "
+                "to stay under maxmemory-clients",
+                "raise maxmemory-clients or find the clients with large buffers",
+            )
+        )
+    behind = [c for c in clients if "P" in str(c.get("flags", "")) and int(c.get("omem", 0)) > 0]
+    if behind:
+        limit = next((p for p in _pubsub_limits(settings)), "unknown")
+        out.append(
+            Finding(
+                "warning",
+                f"{len(behind)} pub/sub clients hold "
+                f"{sum(int(c['omem']) for c in behind)} bytes of unread output "
+                f"(limit: {limit}): slow consumers get evicted",
+                "read faster, or raise client-output-buffer-limit pubsub",
+            )
+        )
+    blocked = int(info.get("blocked_clients", 0))
+    if blocked:
+        out.append(
+            Finding(
+                "info",
+                f"{blocked} clients are blocked (BLPOP, WAIT...)",
+                "give blocking commands a timeout below the socket timeout",
+            )
+        )
+    if str(info.get("loading", 0)) == "1":
+        out.append(
+            Finding(
+                "serious",
+                "the server is loading its dataset: commands get LOADING",
+                "wait for loading to finish",
+            )
+        )
+    uptime = int(info.get("uptime_in_seconds", 0))
+    if uptime < 300:
+        out.append(
+            Finding(
+                "info",
+                f"the server started {uptime} s ago: clients connected "
+                "before lost their connections",
+                "check why it restarted",
+            )
+        )
+    if info.get("role") not in (None, "master"):
+        out.append(
+            Finding(
+                "info",
+                f"role is {info.get('role')}: writes fail with READONLY",
+                "point writers at the master (or use Sentinel)",
+            )
+        )
+    return out
+
+
+def _pubsub_limits(settings: dict[str, str]) -> list[str]:
+    parts = settings.get("client-output-buffer-limit", "").split()
+    return [" ".join(parts[i : i + 4]) for i in range(0, len(parts) - 3, 4) if parts[i] == "pubsub"]
+
+
+def render(report: Report) -> str:
+    lines = [
+        f"Redis {report.server.get('redis_version', '?')} at {report.target}, "
+        f"role {report.server.get('role', '?')}, up {report.server.get('uptime_in_seconds')} s"
+    ]
+    if report.config is not None:
+        lines.append("config: " + ", ".join(f"{k}={v!r}" for k, v in sorted(report.config.items())))
+    c = report.clients
+    lines.append(
+        f"clients: {c['total']} (besides this one); by flags {c['by_flags']}; "
+        f"by idle {c['by_idle']}; by age {c['by_age']}"
+    )
+    for label in ("oldest", "idlest"):
+        if c[label]:
+            lines.append(f"  {label}: " + " ".join(f"{k}={v}" for k, v in c[label].items()))
+    lines.append("findings:" if report.findings else "findings: none")
+    for f in report.findings:
+        lines.append(f"  [{f.severity}] {f.finding}\n      fix: {f.fix}")
+    return "\n".join(lines)
+
+
+def diagnose_main(url: str, *, as_json: bool = False) -> int:
+    try:
+        config = SupervisorConfig(url=url, decode_responses=True, client_name="supervisor-diagnose")
+    except ConfigError as exc:
+        print(f"supervisor diagnose: {exc}", file=sys.stderr)
+        return 2
+    try:
+        report = anyio.run(diagnose, config)
+    except (RedisError, OSError) as exc:
+        cause, _ = attribute(Evidence(error=describe(exc), reachable=False))
+        message = (
+            f"cannot connect to {config.display_url}: {describe(exc)} ({cause.value}: "
+            f"{fix_for(cause)})"
+        )
+        if as_json:
+            print(json.dumps({"target": config.target, "error": message}))
+        else:
+            print(message, file=sys.stderr)
+        return 2
+    if as_json:
+        payload = asdict(report)
+        payload["serious"] = report.serious
+        print(json.dumps(payload, indent=2, default=str))
+    else:
+        print(render(report))
+    return 1 if report.serious else 0

@@ -1,0 +1,105 @@
+"""Configuration of the standalone process: named targets, the HTTP endpoint, the monitor.
+
+Two file shapes are accepted. A flat file of ``SupervisorConfig`` keys (like
+``config/supervisor.toml``) supervises one target named ``default``, with
+``SUPERVISOR_<KEY>`` environment overrides. A service file has ``[http]``,
+``[monitor]`` and one ``[targets.NAME]`` table per target (``config/service.toml``).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import tomllib
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, TypeVar
+
+from supervisor.config import SupervisorConfig, env_overrides
+from supervisor.errors import ConfigError
+from supervisor.monitor import MonitorConfig
+
+__all__ = ("HttpConfig", "ServiceConfig")
+
+_SERVICE_TABLES = ("targets", "http", "monitor")
+T = TypeVar("T")
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class HttpConfig:
+    """``/health`` and ``/metrics``; ``port = 0`` picks a free port, ``enabled = false`` none."""
+
+    enabled: bool = True
+    host: str = "127.0.0.1"
+    port: int = 9121
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ServiceConfig:
+    targets: Mapping[str, SupervisorConfig]
+    http: HttpConfig = field(default_factory=HttpConfig)
+    monitor: MonitorConfig = field(default_factory=MonitorConfig)
+
+    @classmethod
+    def default(cls) -> ServiceConfig:
+        """Supervise ``redis://127.0.0.1:6379/0``, or ``SUPERVISOR_URL`` and friends."""
+        values = env_overrides(os.environ)
+        return cls(targets={"default": SupervisorConfig.from_mapping(values, source="environment")})
+
+    @classmethod
+    def from_file(
+        cls, path: str | os.PathLike[str], *, env: Mapping[str, str] | None = None
+    ) -> ServiceConfig:
+        file = Path(path)
+        try:
+            values: dict[str, Any] = tomllib.loads(file.read_text(encoding="utf-8"))
+        except FileNotFoundError:
+            raise ConfigError(f"{file}: no such config file") from None
+        except tomllib.TOMLDecodeError as exc:
+            raise ConfigError(f"{file}: not valid TOML: {exc}") from None
+        if not any(key in values for key in _SERVICE_TABLES):
+            return cls(targets={"default": SupervisorConfig.from_file(file, env=env)})
+        for key in values:
+            if key not in _SERVICE_TABLES:
+                raise ConfigError(
+                    f"{file}: unknown top-level key {key!r}; a service file has only "
+                    "[http], [monitor] and [targets.NAME] tables"
+                )
+        targets_table = _table(values, "targets", file)
+        if not targets_table:
+            raise ConfigError(f"{file}: [targets] is empty; add a [targets.NAME] table with a url")
+        targets = {
+            name: SupervisorConfig.from_mapping(
+                _table(targets_table, name, file, prefix="targets."),
+                source=f"{file} [targets.{name}]",
+            )
+            for name in targets_table
+        }
+        http = _section(HttpConfig, _table(values, "http", file), f"{file} [http]")
+        monitor = _section(MonitorConfig, _table(values, "monitor", file), f"{file} [monitor]")
+        if http.enabled and not 0 <= http.port <= 65535:
+            raise ConfigError(f"{file} [http]: port must be 0..65535, got {http.port}")
+        if monitor.interval <= 0:
+            raise ConfigError(f"{file} [monitor]: interval must be > 0, got {monitor.interval}")
+        return cls(targets=targets, http=http, monitor=monitor)
+
+
+def _table(values: Mapping[str, Any], key: str, file: Path, prefix: str = "") -> dict[str, Any]:
+    table = values.get(key, {})
+    if not isinstance(table, dict):
+        raise ConfigError(f"{file}: [{prefix}{key}] must be a table")
+    return table
+
+
+def _section(cls: type[T], values: Mapping[str, Any], source: str) -> T:
+    known = {f.name: f for f in dataclasses.fields(cls)}  # type: ignore[arg-type]
+    for key, value in values.items():
+        if key not in known:
+            raise ConfigError(f"{source}: unknown key {key!r}; valid keys: {', '.join(known)}")
+        default = known[key].default
+        if isinstance(default, bool) != isinstance(value, bool) or not isinstance(
+            value, (type(default), int) if isinstance(default, float) else type(default)
+        ):
+            raise ConfigError(f"{source}: {key} must be a {type(default).__name__}, got {value!r}")
+    return cls(**values)

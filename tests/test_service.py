@@ -1,0 +1,359 @@
+"""The standalone process, the monitor, diagnose, the demo and ASGI embedding."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import anyio
+import httpx
+import pytest
+import redis
+
+from supervisor import Alert, ConnectionState, ServerSampled
+from supervisor.monitor import Monitor, MonitorConfig
+from tests.helpers.events import until
+from tests.helpers.servers import free_port, make_server
+
+ROOT = Path(__file__).resolve().parents[1]
+BOUND = 20.0
+
+
+def python_m(*args: str, **kwargs) -> subprocess.Popen[str]:
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    return subprocess.Popen(
+        [sys.executable, "-m", "supervisor", *args],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env,
+        cwd=ROOT,
+        **kwargs,
+    )
+
+
+def get(port: int, path: str) -> tuple[int, str]:
+    with httpx.Client(timeout=5) as client:
+        response = client.get(f"http://127.0.0.1:{port}{path}")
+        return response.status_code, response.text
+
+
+def wait_http(port: int, path: str, status: int) -> str:
+    """Poll an endpoint until it answers ``status`` (bounded): sync on the process's state."""
+    deadline = time.monotonic() + BOUND
+    last = None
+    while time.monotonic() < deadline:
+        try:
+            code, body = get(port, path)
+            if code == status:
+                return body
+            last = (code, body)
+        except httpx.TransportError as exc:
+            last = exc
+        time.sleep(0.05)
+    raise AssertionError(f"{path} never answered {status}: last {last}")
+
+
+@pytest.fixture
+def two_servers():
+    a, b = make_server(), make_server()
+    yield a, b
+    a.close()
+    b.close()
+
+
+def test_run_serves_health_and_metrics_and_stops_on_sigterm(two_servers, tmp_path):
+    """Two targets: /health is 200 only when both are READY and 503 with the cause when
+    one is killed; /metrics is Prometheus text; SIGTERM exits 0; logs are JSON lines."""
+    a, b = two_servers
+    port = free_port()
+    config = tmp_path / "service.toml"
+    config.write_text(f"""
+[http]
+port = {port}
+
+[monitor]
+interval = 0.2
+
+[targets.cache]
+url = "{a.url}"
+health_check_interval = 0.2
+health_check_timeout = 0.2
+backoff_base = 0.05
+backoff_cap = 0.2
+
+[targets.queue]
+url = "{b.url}"
+health_check_interval = 0.2
+health_check_timeout = 0.2
+""")
+    proc = python_m("run", "--config", str(config))
+    try:
+        body = json.loads(wait_http(port, "/health", 200))
+        assert body["status"] == "ready"
+        assert set(body["targets"]) == {"cache", "queue"}
+        a.kill()
+        body = json.loads(wait_http(port, "/health", 503))
+        assert body["targets"]["cache"]["state"] == "reconnecting"
+        assert body["targets"]["cache"]["cause"] == "network"
+        assert body["targets"]["queue"]["state"] == "ready"
+        a.start()
+        wait_http(port, "/health", 200)
+        code, metrics = get(port, "/metrics")
+        assert code == 200
+        assert 'supervisor_state{state="ready",target="cache"} 1.0' in metrics
+        assert 'supervisor_connection_losses_total{cause="network",target="cache"}' in metrics
+        assert 'supervisor_reconnect_attempts_total{cause="network",target="cache"}' in metrics
+        assert "supervisor_health_check_latency_seconds{" in metrics
+        assert 'redis_connected_clients{target="queue"}' in metrics
+        assert get(port, "/nope")[0] == 404
+        proc.send_signal(signal.SIGTERM)
+        out, err = proc.communicate(timeout=BOUND)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate()
+    assert proc.returncode == 0, err
+    lines = [json.loads(line) for line in out.splitlines()]
+    names = {line["event"] for line in lines}
+    assert {
+        "http_listening",
+        "state_changed",
+        "reconnect_scheduled",
+        "server_sampled",
+        "shutdown",
+        "stopped",
+    } <= names
+    closed = [x for x in lines if x["event"] == "state_changed" and x["current"] == "closed"]
+    assert len(closed) == 2
+
+
+def test_sigint_also_stops_cleanly(shared_server, tmp_path):
+    """SIGINT ends the process with exit 0, like SIGTERM."""
+    port = free_port()
+    config = tmp_path / "s.toml"
+    config.write_text(f'[http]\nport = {port}\n[targets.main]\nurl = "{shared_server.url}"\n')
+    proc = python_m("run", "--config", str(config))
+    try:
+        wait_http(port, "/health", 200)
+        proc.send_signal(signal.SIGINT)
+        proc.communicate(timeout=BOUND)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 0
+
+
+@pytest.mark.parametrize(
+    ("text", "named"),
+    [
+        (
+            '[targets.main]\nurl = "redis://127.0.0.1:6379/0"\nhealth_check_intervall = 1\n',
+            "health_check_intervall",
+        ),
+        ('[http]\nprot = 1\n[targets.main]\nurl = "redis://x:1/0"\n', "prot"),
+        ('[targets.main]\nurl = "http://nope"\n', "scheme 'http'"),
+        ("[targets]\n", "[targets] is empty"),
+        ("url = 'redis://127.0.0.1:6379/0'\noffline = 'never'\n", "offline"),
+    ],
+)
+def test_bad_config_exits_2_naming_key_and_file(tmp_path, text, named):
+    """Bad config: exit 2 and a message naming the key and the file, before anything starts."""
+    config = tmp_path / "bad.toml"
+    config.write_text(text)
+    proc = python_m("run", "--config", str(config))
+    out, err = proc.communicate(timeout=BOUND)
+    assert proc.returncode == 2
+    assert named in err
+    assert str(config) in err
+    assert out == ""
+
+
+def test_example_service_config_loads():
+    """config/service.toml, the documented example, is valid."""
+    from supervisor.service_config import ServiceConfig
+
+    config = ServiceConfig.from_file(ROOT / "config" / "service.toml", env={})
+    assert "main" in config.targets
+    assert config.http.host == "127.0.0.1"
+
+
+async def test_monitor_samples_and_alerts(server, supervise):
+    """The monitor publishes samples and fires alerts on maxclients, rejected
+    connections and blocked clients."""
+    admin = server.admin()
+    async with supervise(server.url) as sup, sup.subscribe(max_buffer=1000) as events:
+        await sup.wait_for(ConnectionState.READY, timeout=5)
+        monitor = Monitor(sup, MonitorConfig(interval=0.1, blocked_clients=1))
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(monitor.run)
+            sample = await until(events, lambda e: isinstance(e, ServerSampled))
+            assert sample.maxclients == 10000 and sample.timeout == 0
+            blocker = redis.Redis(host=server.host, port=server.port)
+            blocker.execute_command("CLIENT", "SETNAME", "blocker")
+            tg.start_soon(anyio.to_thread.run_sync, lambda: blocker.blpop(["nothing"], 3))
+            alert = await until(
+                events, lambda e: isinstance(e, Alert) and e.name == "blocked_clients"
+            )
+            assert alert.firing and "blocked" in alert.detail
+            admin.client_unblock(
+                int(next(c["id"] for c in admin.client_list() if c["name"] == "blocker"))
+            )
+            connected = int(admin.info("clients")["connected_clients"])
+            admin.config_set("maxclients", connected)
+            alert = await until(
+                events, lambda e: isinstance(e, Alert) and e.name == "clients_near_maxclients"
+            )
+            assert alert.firing and "maxclients" in alert.detail
+            with pytest.raises(redis.ConnectionError):
+                redis.Redis(host=server.host, port=server.port).ping()
+            alert = await until(
+                events, lambda e: isinstance(e, Alert) and e.name == "rejected_connections"
+            )
+            assert "maxclients" in alert.detail
+            admin.config_set("maxclients", 10000)
+            cleared = await until(
+                events, lambda e: isinstance(e, Alert) and e.name == "clients_near_maxclients"
+            )
+            assert not cleared.firing
+            tg.cancel_scope.cancel()
+            blocker.close()
+    admin.close()
+
+
+async def test_monitor_without_config_says_so_once(supervise):
+    """Managed Redis without CONFIG: one config_not_allowed alert, then INFO-only samples."""
+    server = make_server("--rename-command", "CONFIG", '""')
+    try:
+        async with supervise(server.url) as sup, sup.subscribe(max_buffer=1000) as events:
+            await sup.wait_for(ConnectionState.READY, timeout=5)
+            monitor = Monitor(sup, MonitorConfig(interval=0.05))
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(monitor.run)
+                alert = await until(events, lambda e: isinstance(e, Alert))
+                assert alert.name == "config_not_allowed"
+                samples = []
+                while len(samples) < 3:
+                    event = await until(events, lambda e: isinstance(e, (ServerSampled, Alert)))
+                    assert isinstance(event, ServerSampled), "said more than once"
+                    samples.append(event)
+                assert samples[-1].maxclients is None
+                assert samples[-1].connected_clients >= 1
+                tg.cancel_scope.cancel()
+    finally:
+        server.close()
+
+
+async def test_diagnose_names_idle_clients_and_keepalive(server):
+    """Clients idle near the server timeout and tcp-keepalive 0 are findings, each with a fix."""
+    from supervisor import SupervisorConfig
+    from supervisor.diagnose import diagnose, render
+
+    admin = server.admin()
+    admin.config_set("timeout", 4)
+    admin.config_set("tcp-keepalive", 0)
+    idle = socket.create_connection((server.host, server.port))
+    with anyio.fail_after(BOUND):
+        while not any(int(c["idle"]) >= 3 for c in admin.client_list() if c["cmd"] == "NULL"):
+            await anyio.sleep(0.1)
+    report = await diagnose(SupervisorConfig(url=server.url, decode_responses=True))
+    text = render(report)
+    assert "timeout is 4 s and 1 clients idle over 3 s: they will be closed" in text
+    assert "tcp-keepalive is 0" in text
+    assert text.count("fix:") >= 2
+    assert "idlest:" in text
+    assert not report.serious
+    idle.close()
+    admin.close()
+
+
+def test_diagnose_exit_codes_and_json(server):
+    """Rejected connections are serious (exit 1, the fix names maxclients); --json prints
+    the same report; an unreachable server exits 2 with the reason."""
+    admin = server.admin()
+    admin.config_set("maxclients", 1)
+    with pytest.raises(redis.ConnectionError):
+        redis.Redis(host=server.host, port=server.port).ping()
+    admin.config_set("maxclients", 10000)
+    proc = python_m("diagnose", server.url)
+    out, err = proc.communicate(timeout=BOUND)
+    assert proc.returncode == 1, out + err
+    # redis-py's own client retried 10 times: each attempt was one rejected connection
+    assert re.search(r"rejected_connections is \d+: maxclients 10000 was hit", out)
+    assert "CONFIG SET maxclients" in out
+    proc = python_m("diagnose", server.url, "--json")
+    out, _ = proc.communicate(timeout=BOUND)
+    report = json.loads(out)
+    assert report["serious"] is True
+    assert "serious" in {f["severity"] for f in report["findings"]}
+    assert report["clients"]["total"] >= 1
+    admin.close()
+    proc = python_m("diagnose", f"redis://127.0.0.1:{free_port()}/0")
+    out, err = proc.communicate(timeout=BOUND)
+    assert proc.returncode == 2
+    assert "cannot connect" in err and "refused" in err.lower()
+
+
+def test_diagnose_healthy_server_exits_0(shared_server):
+    """No serious finding: exit 0."""
+    proc = python_m("diagnose", shared_server.url)
+    out, err = proc.communicate(timeout=BOUND)
+    assert proc.returncode == 0, out + err
+
+
+def test_demo_end_to_end():
+    """The demo injects every fault and ends with a summary: no unexpected errors."""
+    proc = python_m("demo", "--quick")
+    out, err = proc.communicate(timeout=120)
+    assert proc.returncode == 0, out + err
+    for cause in (
+        "server_closed",
+        "server_restart",
+        "network",
+        "maxclients",
+        "output_buffer_limit",
+    ):
+        assert cause in out
+    assert "stopped the throwaway redis-server" in out
+
+
+async def test_asgi_readiness_follows_the_server(server):
+    """The example Starlette app: /ready is 200, 503 when the server is killed, 200 when
+    it is back; /hits counts through the supervised client."""
+    from examples.starlette_app import create_app
+    from supervisor import SupervisorConfig
+
+    config = SupervisorConfig(
+        url=server.url,
+        health_check_interval=0.2,
+        health_check_timeout=0.2,
+        backoff_base=0.02,
+        backoff_cap=0.2,
+    )
+    app = create_app(config)
+    transport = httpx.ASGITransport(app=app)
+    async with (
+        app.router.lifespan_context(app),
+        httpx.AsyncClient(transport=transport, base_url="http://app") as client,
+    ):
+        sup = app.state.supervisor
+        await sup.wait_for(ConnectionState.READY, timeout=5)
+        response = await client.get("/ready")
+        assert response.status_code == 200
+        assert (await client.get("/hits")).json() == {"hits": 1}
+        server.kill()
+        await sup.wait_for(ConnectionState.RECONNECTING, timeout=5)
+        response = await client.get("/ready")
+        assert response.status_code == 503
+        assert response.json()["targets"]["redis"]["state"] == "reconnecting"
+        server.start()
+        await sup.wait_for(ConnectionState.READY, timeout=10)
+        assert (await client.get("/ready")).status_code == 200
+    assert sup.state is ConnectionState.CLOSED

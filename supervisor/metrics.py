@@ -20,6 +20,8 @@ from supervisor.supervisor import Supervisor
 
 __all__ = ("Metrics",)
 
+_DOWN = (ConnectionState.RECONNECTING, ConnectionState.UNHEALTHY)
+
 
 class Metrics(Collector):
     def __init__(self, supervisors: Mapping[str, Supervisor]) -> None:
@@ -32,18 +34,16 @@ class Metrics(Collector):
 
     def record(self, name: str, event: Event) -> None:
         """Count what an event says; called for every event of target ``name``."""
-        if (
-            isinstance(event, StateChanged)
-            and event.cause is not None
-            and event.current
-            in (
-                ConnectionState.RECONNECTING,
-                ConnectionState.UNHEALTHY,
-            )
-        ) or isinstance(event, ConnectionLost):
-            self._losses[(name, event.cause.value)] += 1
-        elif isinstance(event, ReconnectScheduled):
+        if isinstance(event, ReconnectScheduled):
             self._attempts[(name, event.cause.value)] += 1
+            return
+        lost = None
+        if isinstance(event, ConnectionLost) or (
+            isinstance(event, StateChanged) and event.current in _DOWN
+        ):
+            lost = event.cause
+        if lost is not None:
+            self._losses[(name, lost.value)] += 1
 
     def render(self) -> bytes:
         return generate_latest(self.registry)

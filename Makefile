@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 PYTHON ?= $(shell for p in python3.13 python3.12 python3.11 python3; do \
 	command -v $$p >/dev/null && $$p -c 'import sys; sys.exit(sys.version_info < (3, 11))' && { echo $$p; break; }; done)
 
-.PHONY: install redis-server test lint typecheck run bench clean
+.PHONY: install redis-server test lint typecheck demo run bench clean
 
 $(VENV)/.installed: pyproject.toml
 	@test -n "$(PYTHON)" || { echo "Python >= 3.11 is required"; exit 1; }
@@ -35,9 +35,15 @@ typecheck: install
 test: install redis-server lint typecheck
 	$(PY) -m pytest
 
-# The main job: supervise Redis (default redis://127.0.0.1:6379/0) and print every event.
+# First look: a throwaway redis-server, the seed's faults one by one, a summary table.
+demo: install redis-server
+	$(PY) -m supervisor demo
+
+# The main job: supervise the targets of $(CONFIG) (redis://127.0.0.1:6379/0), /health and
+# /metrics on 127.0.0.1:9121, every event one log line. Ctrl-C or SIGTERM stops it.
+CONFIG ?= config/service.toml
 run: install
-	$(PY) examples/watch_events.py $(URL)
+	$(PY) -m supervisor run --config $(CONFIG)
 
 bench: install redis-server
 	$(PY) bench/hot_path.py

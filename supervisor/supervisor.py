@@ -478,7 +478,9 @@ class Supervisor(AsyncContextManagerMixin):
             isinstance(event, Alert) and not event.firing
         ):
             level = logging.INFO
-        self._log.log(level, name, **{k: getattr(v, "value", v) for k, v in fields.items()})
+        self._log.log(
+            level, name, seq=event.seq, **{k: getattr(v, "value", v) for k, v in fields.items()}
+        )
         return event
 
 

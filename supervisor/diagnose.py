@@ -19,7 +19,7 @@ from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 from redis.exceptions import RedisError, ResponseError
 
-from supervisor.causes import Evidence, attribute, fix_for
+from supervisor.causes import Cause, Evidence, attribute, fix_for
 from supervisor.config import SupervisorConfig
 from supervisor.errors import ConfigError
 from supervisor.losses import describe
@@ -148,8 +148,9 @@ def _findings(
         out.append(
             Finding(
                 "serious",
-                f"rejected_connections is {rejected}: maxclients {maxclients or '?'} was hit",
-                fix_for(attribute(Evidence(error="max number of clients reached"))[0]),
+                f"rejected_connections is {rejected}: the maxclients limit "
+                f"(now {maxclients or '?'}) was hit",
+                fix_for(Cause.MAXCLIENTS),
             )
         )
     connected = int(info.get("connected_clients", 0))

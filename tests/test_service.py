@@ -289,7 +289,9 @@ def test_diagnose_exit_codes_and_json(server):
     out, err = proc.communicate(timeout=BOUND)
     assert proc.returncode == 1, out + err
     # redis-py's own client retried 10 times: each attempt was one rejected connection
-    assert re.search(r"rejected_connections is \d+: the maxclients limit \(now 10000\) was hit", out)
+    assert re.search(
+        r"rejected_connections is \d+: the maxclients limit \(now 10000\) was hit", out
+    )
     assert "CONFIG SET maxclients" in out
     proc = python_m("diagnose", server.url, "--json")
     out, _ = proc.communicate(timeout=BOUND)

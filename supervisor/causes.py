@@ -24,6 +24,7 @@ class Cause(enum.Enum):
     OUTPUT_BUFFER_LIMIT = "output_buffer_limit"
     LOADING = "loading"
     READONLY = "readonly"
+    FAILOVER = "failover"
     AUTH = "auth"
     NETWORK = "network"
     UNKNOWN = "unknown"
@@ -50,6 +51,9 @@ _FIXES: dict[Cause, str] = {
     Cause.LOADING: "the server is loading its dataset into memory; it answers when done",
     Cause.READONLY: (
         "the server is a replica now (failover); point the URL at the master or use Sentinel"
+    ),
+    Cause.FAILOVER: (
+        "Redis Sentinel moved the master to another server; the supervisor followed it"
     ),
     Cause.AUTH: (
         "authentication failed; fix the username/password in the URL or the "

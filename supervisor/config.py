@@ -69,6 +69,10 @@ class SupervisorConfig:
             lost reply (read-only commands always are).
         decode_responses: as in redis-py.
         event_buffer: default buffer size of each subscriber.
+        sentinels: ``host:port`` of Redis Sentinels; when set, the target is the
+            Sentinel service ``service_name`` and ``url`` only gives the database,
+            the credentials and TLS (its host and port are not used).
+        role: ``"master"`` (follow failovers) or ``"replica"`` (a healthy replica).
     """
 
     url: str = field(default="redis://127.0.0.1:6379/0", repr=False)
@@ -92,6 +96,9 @@ class SupervisorConfig:
     idempotent_commands: tuple[str, ...] = ()
     decode_responses: bool = False
     event_buffer: int = 100
+    sentinels: tuple[str, ...] = ()
+    service_name: str = ""
+    role: Literal["master", "replica"] = "master"
 
     def __post_init__(self) -> None:
         _validate(self)
@@ -109,8 +116,12 @@ class SupervisorConfig:
 
     @property
     def target(self) -> str:
-        """``host:port/db`` (or the socket path): the name used in events and logs."""
+        """``host:port/db`` (or the socket path, or ``service@sentinel/db``): the name used
+        in events and logs."""
         kwargs = self._parsed()
+        if self.sentinels:
+            suffix = "" if self.role == "master" else ":replica"
+            return f"{self.service_name}@sentinel{suffix}/{kwargs.get('db', 0)}"
         if "path" in kwargs:
             return f"unix:{kwargs['path']}/{kwargs.get('db', 0)}"
         host = kwargs.get("host", "localhost")
@@ -195,12 +206,12 @@ def _keepalive_options(config: SupervisorConfig) -> dict[int, int]:
 
 def _coerce(key: str, value: Any, source: str) -> Any:
     """Turn strings (from the environment) into the field's type."""
-    if key == "idempotent_commands":
+    if key in ("idempotent_commands", "sentinels"):
         if isinstance(value, str):
             value = [v for v in value.replace(",", " ").split() if v]
         if not isinstance(value, (list, tuple)) or not all(isinstance(v, str) for v in value):
-            raise ConfigError(f"{source}: {key} must be a list of command names")
-        return tuple(v.upper() for v in value)
+            raise ConfigError(f"{source}: {key} must be a list of strings")
+        return tuple(v.upper() for v in value) if key == "idempotent_commands" else tuple(value)
     if not isinstance(value, str):
         return value
     default = _DEFAULTS.get(key)
@@ -293,6 +304,21 @@ def _validate(c: SupervisorConfig) -> None:
         raise ConfigError(
             f"client_name must be a non-empty word without spaces, got {c.client_name!r}"
         )
+
+
+def _validate_sentinels(c: SupervisorConfig) -> None:
+    if c.role not in ("master", "replica"):
+        raise ConfigError(f"role must be 'master' or 'replica', got {c.role!r}")
+    if not c.sentinels:
+        if c.service_name:
+            raise ConfigError("service_name is set but sentinels is empty; list the sentinels")
+        return
+    if not c.service_name:
+        raise ConfigError("sentinels is set but service_name is empty; name the Sentinel service")
+    for address in c.sentinels:
+        host, sep, port = address.rpartition(":")
+        if not sep or not host or not port.isdigit():
+            raise ConfigError(f"sentinels: {address!r} is not host:port, e.g. 127.0.0.1:26379")
 
 
 def _validate_url(url: str) -> None:

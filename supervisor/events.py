@@ -17,6 +17,7 @@ __all__ = (
     "ConnectionLost",
     "Event",
     "HealthCheckFailed",
+    "MasterChanged",
     "ReconnectScheduled",
     "Resubscribed",
     "ServerSampled",
@@ -118,6 +119,24 @@ class Resubscribed:
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
+class MasterChanged:
+    """A Sentinel target now points at another server (``host:port``).
+
+    ``cause`` is what showed it first: FAILOVER (Sentinel announced it),
+    READONLY (a write was refused by the old master), NETWORK (the old master
+    went away and the sentinels named a new one).
+    """
+
+    seq: int
+    at: float
+    target: str
+    old: str
+    new: str
+    cause: Cause
+    detail: str
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
 class ServerSampled:
     """What the server monitor read (``INFO clients``, ``INFO stats``, ``CONFIG GET``).
 
@@ -157,6 +176,7 @@ Event = (
     | ConnectionLost
     | HealthCheckFailed
     | Resubscribed
+    | MasterChanged
     | ServerSampled
     | Alert
 )

@@ -85,8 +85,10 @@ class SupervisedConnectionPool(ConnectionPool):
     async def ensure_connection(self, connection: AbstractConnection) -> None:
         conn: Any = connection
         generation = self._gate.generation
-        if conn.generation != generation and connection.is_connected:
-            await connection.disconnect()
+        if conn.generation != generation:
+            if connection.is_connected:
+                await connection.disconnect()
+            self._retarget(conn)
         if connection.is_connected:
             try:
                 if not await connection.can_read():
@@ -100,6 +102,13 @@ class SupervisedConnectionPool(ConnectionPool):
             await connection.disconnect()
         await connection.connect()
         conn.generation = generation
+
+    def _retarget(self, conn: Any) -> None:
+        """Point a connection from an older generation at the pool's current address
+        (a Sentinel target moves when its master does)."""
+        kwargs = self.connection_kwargs
+        if "host" in kwargs and hasattr(conn, "host"):
+            conn.host, conn.port = kwargs["host"], kwargs["port"]
 
     async def release(self, connection: AbstractConnection) -> None:
         conn: Any = connection

@@ -37,6 +37,8 @@ class ServerFacts:
     rejected_connections: int | None
     role: str
     """``master`` or ``slave``, from ``INFO replication``."""
+    address: str
+    """``host:port`` the facts were read from."""
 
 
 class ProbeFailed(Exception):
@@ -127,6 +129,8 @@ class Probe:
             evicted_clients=_int(info.get("evicted_clients")),
             rejected_connections=_int(info.get("rejected_connections")),
             role=info.get("role", "master"),
+            address=f"{self._kwargs.get('host', self._kwargs.get('path'))}:"
+            f"{self._kwargs.get('port', '')}".rstrip(":"),
         )
 
     async def idle_timeout(self) -> float | None:

@@ -13,7 +13,7 @@ import random
 import time
 from collections import Counter
 from collections.abc import AsyncGenerator
-from contextlib import asynccontextmanager
+from contextlib import asynccontextmanager, suppress
 from dataclasses import replace
 from typing import Any, NamedTuple, Self, TypeVar, final
 
@@ -33,6 +33,7 @@ from supervisor.events import (
     ConnectionLost,
     Event,
     HealthCheckFailed,
+    MasterChanged,
     ReconnectScheduled,
     Resubscribed,
     ServerSampled,
@@ -45,6 +46,7 @@ from supervisor.losses import Loss
 from supervisor.pool import SupervisedConnectionPool, connection_class_for
 from supervisor.probe import Probe, ProbeFailed, ServerFacts
 from supervisor.pubsub import SupervisedPubSub
+from supervisor.sentinel import SentinelNotice, SentinelWatcher, parse_address
 from supervisor.state import ConnectionState, check_transition
 
 __all__ = ("Supervisor", "SupervisorStatistics")
@@ -72,6 +74,8 @@ class SupervisorStatistics(NamedTuple):
     subscribers: int
     dropped_events: int
     """Events subscribers lost to a full buffer (current subscribers only)."""
+    sentinels_watched: int
+    """Sentinels whose announcements arrive (0 unless the target is a Sentinel service)."""
 
 
 @final
@@ -99,6 +103,19 @@ class Supervisor(AsyncContextManagerMixin):
         self._connection_class = connection_class
         self._connection_kwargs = kwargs
         self._pubsubs: set[SupervisedPubSub] = set()
+        self._sentinel = (
+            SentinelWatcher(
+                [parse_address(a) for a in config.sentinels],
+                config.service_name,
+                role=config.role,
+                timeout=config.health_check_timeout,
+                connect_timeout=config.socket_connect_timeout,
+                backoff_base=config.backoff_base,
+                backoff_cap=config.backoff_cap,
+            )
+            if config.sentinels
+            else None
+        )
         self.gate = Gate(max_waiters=config.max_waiters, fail_fast=config.offline == "fail_fast")
         self._pool = SupervisedConnectionPool(
             watcher=self,
@@ -124,6 +141,7 @@ class Supervisor(AsyncContextManagerMixin):
         self._state = ConnectionState.CONNECTING
         self._cause: Cause | None = None
         self._detail = "not connected yet"
+        self._changed_at = time.monotonic()
         self._facts: ServerFacts | None = None
         self._losses: list[Loss] = []
         self._failed_commands = 0
@@ -164,6 +182,7 @@ class Supervisor(AsyncContextManagerMixin):
             waiters=self.gate.waiters,
             subscribers=len(self._hub),
             dropped_events=self._hub.dropped,
+            sentinels_watched=self._sentinel.watching if self._sentinel else 0,
         )
 
     def __repr__(self) -> str:
@@ -240,6 +259,8 @@ class Supervisor(AsyncContextManagerMixin):
         try:
             async with anyio.create_task_group() as tg:
                 tg.start_soon(self._run)
+                if self._sentinel is not None:
+                    tg.start_soon(self._sentinel.watch, self._on_sentinel)
                 try:
                     yield self
                 finally:
@@ -289,16 +310,98 @@ class Supervisor(AsyncContextManagerMixin):
 
     async def _connect_once(self) -> None:
         try:
+            if self._sentinel is not None:
+                await self._follow(await self._sentinel.discover(), self._cause or Cause.FAILOVER)
             facts = await self._probe.open()
         except ProbeFailed as failure:
             await anyio.sleep(self._schedule_retry(failure.cause, failure.detail))
             return
-        if self._cause is Cause.READONLY and facts.role != "master":
+        if self._needs_master() and facts.role != "master":
             await self._probe.close()
-            detail = f"the server is still a replica (role {facts.role}); writes would fail"
+            detail = f"the server is a replica (role {facts.role}); writes would fail"
             await anyio.sleep(self._schedule_retry(Cause.READONLY, detail))
             return
         self._recovered(facts)
+
+    def _needs_master(self) -> bool:
+        """A READONLY reply proved the app writes; a Sentinel master target always does."""
+        if self._sentinel is not None:
+            return self.config.role == "master"
+        return self._cause is Cause.READONLY
+
+    @property
+    def address(self) -> str:
+        """``host:port`` the target's connections go to now (it moves with Sentinel)."""
+        kwargs = self._connection_kwargs
+        return f"{kwargs.get('host', kwargs.get('path', '?'))}:{kwargs.get('port', '')}".rstrip(":")
+
+    async def _follow(self, address: tuple[str, int], cause: Cause) -> None:
+        """Point every new connection at ``address``; retire every connection to the old one."""
+        old = self.address
+        host, port = address
+        if (self._connection_kwargs.get("host"), self._connection_kwargs.get("port")) == address:
+            return
+        for kwargs in (self._connection_kwargs, self._pool.connection_kwargs):
+            kwargs.update(host=host, port=port)
+        if self._facts is None:
+            return  # the first discovery: nothing moved
+        self._publish(
+            MasterChanged,
+            old=old,
+            new=f"{host}:{port}",
+            cause=cause,
+            detail=f"{self.config.service_name} moved from {old} to {host}:{port}",
+        )
+        await self._probe.close()
+        with anyio.CancelScope(shield=True), anyio.move_on_after(5):
+            await self._pool.disconnect(inuse_connections=True)
+
+    async def _on_sentinel(self, notice: SentinelNotice) -> None:
+        """Act on what the sentinels say, before the first failing command shows it."""
+        state = self._state
+        if notice.kind == "failover-started" and state is ConnectionState.READY:
+            self._transition(
+                ConnectionState.UNHEALTHY,
+                Cause.FAILOVER,
+                f"Sentinel started a failover ({notice.detail}); writes wait",
+            )
+        elif (
+            notice.kind == "failover-aborted"
+            and self._cause is Cause.FAILOVER
+            and (state is ConnectionState.UNHEALTHY)
+        ):
+            self._transition(
+                ConnectionState.READY,
+                Cause.FAILOVER,
+                f"Sentinel aborted the failover ({notice.detail})",
+            )
+        elif notice.kind == "switch-master" and notice.new_master is not None:
+            first_sign = Cause.FAILOVER
+            if state in (ConnectionState.READY, ConnectionState.UNHEALTHY):
+                self._transition(ConnectionState.RECONNECTING, Cause.FAILOVER, notice.detail)
+            elif self._cause is not None:
+                first_sign = self._cause  # already down: that was the first sign
+            await self._follow(notice.new_master, first_sign)
+        elif notice.kind == "sentinels-lost":
+            self._publish(Alert, name="sentinels_unreachable", firing=True, detail=notice.detail)
+        elif notice.kind == "sentinels-back":
+            self._publish(Alert, name="sentinels_unreachable", firing=False, detail=notice.detail)
+            assert self._sentinel is not None
+            with suppress(ProbeFailed):
+                address = await self._sentinel.discover()
+                if address != (
+                    self._connection_kwargs.get("host"),
+                    self._connection_kwargs.get("port"),
+                ):
+                    if self._state in (ConnectionState.READY, ConnectionState.UNHEALTHY):
+                        self._transition(
+                            ConnectionState.RECONNECTING,
+                            Cause.FAILOVER,
+                            "the master moved while no sentinel answered",
+                        )
+                    await self._follow(address, Cause.FAILOVER)
+        if self._wake is not None:
+            self._wake.set()
 
     def _schedule_retry(self, cause: Cause, detail: str) -> float:
         self._connect_attempts += 1
@@ -317,6 +420,9 @@ class Supervisor(AsyncContextManagerMixin):
         self._losses.clear()
         if self._state is ConnectionState.CONNECTING:
             cause, detail = None, f"connected to Redis {facts.version}"
+        elif previous and previous.address != facts.address:
+            cause = down_cause
+            detail = f"now on {facts.address} (role {facts.role}), was {previous.address}"
         elif previous and previous.run_id and previous.run_id != facts.run_id:
             cause = Cause.SERVER_RESTART
             detail = (
@@ -392,6 +498,11 @@ class Supervisor(AsyncContextManagerMixin):
 
     def _healthy(self, facts: ServerFacts, failed_before: int) -> None:
         self._attribute_losses(facts)
+        if self._state is ConnectionState.UNHEALTHY and self._cause is Cause.FAILOVER:
+            # the old master answers until Sentinel moves it: wait for the verdict, but not
+            # forever (a leader that died mid-failover announces nothing)
+            if time.monotonic() - self._changed_at < self.config.command_deadline:
+                return
         if self._state is ConnectionState.UNHEALTHY:
             self._transition(ConnectionState.READY, self._cause, "answers health checks again")
         elif self.gate.admission is Admission.VERIFYING:
@@ -445,6 +556,7 @@ class Supervisor(AsyncContextManagerMixin):
             return
         check_transition(previous, new)
         self._state, self._cause, self._detail = new, cause, detail
+        self._changed_at = time.monotonic()
         if new is ConnectionState.READY:
             self.gate.set(Admission.OPEN, new_generation=True)
         elif new is ConnectionState.CLOSED:
@@ -515,6 +627,7 @@ _LOG_AS: dict[type[Any], tuple[str, int]] = {
     ConnectionLost: ("connection_lost", logging.WARNING),
     HealthCheckFailed: ("health_check_failed", logging.WARNING),
     Resubscribed: ("resubscribed", logging.WARNING),
+    MasterChanged: ("master_changed", logging.WARNING),
     ServerSampled: ("server_sampled", logging.INFO),
     Alert: ("alert", logging.WARNING),
 }

@@ -232,3 +232,101 @@ def make_server(*extra: str, password: str | None = None) -> RedisServer:
     server: RedisServer = cls(*extra, password=password)
     server.start()
     return server
+
+
+class SentinelServer(BinaryServer):
+    """``redis-server --sentinel`` monitoring one master (binary backend only)."""
+
+    def __init__(self, service: str, master_port: int, *, down_after_ms: int = 1000) -> None:
+        super().__init__()
+        self._service = service
+        self._master_port = master_port
+        self._down_after_ms = down_after_ms
+        self._conf = Path(self._dir) / "sentinel.conf"
+        self._conf.write_text(
+            f"port {self.port}\nbind 127.0.0.1\ndir {self._dir}\n"
+            f"sentinel resolve-hostnames no\n"
+            f"sentinel monitor {service} 127.0.0.1 {master_port} 2\n"
+            f"sentinel down-after-milliseconds {service} {down_after_ms}\n"
+            f"sentinel failover-timeout {service} 10000\n"
+            f"sentinel parallel-syncs {service} 1\n"
+        )
+
+    def start(self, *, wait: bool = True) -> None:
+        self._proc = subprocess.Popen(
+            [
+                self._binary,
+                str(self._conf),
+                "--sentinel",
+                "--logfile",
+                str(Path(self._dir) / "sentinel.log"),
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        if wait:
+            wait_ping(self.host, self.port)
+
+
+class SentinelSetup:
+    """1 master, 1 replica and 3 sentinels on loopback, ready for a failover."""
+
+    service = "mymaster"
+
+    def __init__(self, *, down_after_ms: int = 1000) -> None:
+        self.master = BinaryServer("--repl-diskless-sync-delay", "0")
+        self.master.start()
+        self.replica = BinaryServer(
+            "--replicaof", "127.0.0.1", str(self.master.port), "--repl-diskless-sync-delay", "0"
+        )
+        self.replica.start()
+        self.sentinels = [
+            SentinelServer(self.service, self.master.port, down_after_ms=down_after_ms)
+            for _ in range(3)
+        ]
+        for sentinel in self.sentinels:
+            sentinel.start()
+        self.wait_discovered()
+
+    @property
+    def addresses(self) -> list[str]:
+        return [f"127.0.0.1:{s.port}" for s in self.sentinels]
+
+    def sentinel_admin(self, index: int = 0) -> redis.Redis:
+        return self.sentinels[index].admin()
+
+    def wait_discovered(self) -> None:
+        """Until the replica has synced and every sentinel knows it and the two other
+        sentinels (hello messages travel every 2 s): a failover needs that quorum."""
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            with self.replica.admin() as r:
+                ready = r.info("replication").get("master_link_status") == "up"
+            for sentinel in self.sentinels:
+                try:
+                    with sentinel.admin() as r:
+                        replicas = r.execute_command("SENTINEL", "REPLICAS", self.service)
+                        peers = r.execute_command("SENTINEL", "SENTINELS", self.service)
+                        ready &= len(replicas) >= 1 and len(peers) >= 2
+                except redis.RedisError:
+                    ready = False
+            if ready:
+                return
+            time.sleep(0.1)
+        raise RuntimeError("sentinels did not discover the replica and each other in 30 s")
+
+    def master_address(self) -> tuple[str, int]:
+        for sentinel in self.sentinels:
+            try:
+                with sentinel.admin() as r:
+                    host, port = r.execute_command(
+                        "SENTINEL", "GET-MASTER-ADDR-BY-NAME", self.service
+                    )
+                    return str(host), int(port)
+            except redis.RedisError:
+                continue
+        raise RuntimeError("no sentinel answered")
+
+    def close(self) -> None:
+        for server in (*self.sentinels, self.replica, self.master):
+            server.close()

@@ -1,0 +1,211 @@
+"""Redis Sentinel: real master, replica and three sentinels on loopback."""
+
+from __future__ import annotations
+
+import anyio
+import pytest
+
+from supervisor import (
+    Alert,
+    Cause,
+    ConnectionState,
+    MasterChanged,
+    OutcomeUnknown,
+    StateChanged,
+    Supervisor,
+    SupervisorConfig,
+)
+from supervisor.testing import SentinelSetup
+from tests.helpers.events import until
+
+READY = ConnectionState.READY
+
+
+@pytest.fixture
+def setup():
+    s = SentinelSetup()
+    yield s
+    s.close()
+
+
+def config_for(setup: SentinelSetup, **overrides) -> SupervisorConfig:
+    values = dict(
+        sentinels=tuple(setup.addresses),
+        service_name=setup.service,
+        health_check_interval=0.2,
+        health_check_timeout=0.2,
+        backoff_base=0.05,
+        backoff_cap=0.3,
+        socket_connect_timeout=0.5,
+        command_deadline=20.0,
+    )
+    return SupervisorConfig(**{**values, **overrides})
+
+
+async def watching_all(sup: Supervisor, setup: SentinelSetup) -> None:
+    """Until every sentinel's announcements reach the supervisor (bounded)."""
+    for _ in range(200):
+        if sup.statistics().sentinels_watched == len(setup.sentinels):
+            return
+        await anyio.sleep(0.02)
+    pytest.fail("the supervisor never subscribed to every sentinel")
+
+
+class Load:
+    """Readers and one writer of distinct keys; the writer can pause between writes."""
+
+    def __init__(self, sup: Supervisor) -> None:
+        self.sup = sup
+        self.read_errors: list[BaseException] = []
+        self.acked: list[int] = []
+        self.unknown: list[int] = []
+        self.reads = 0
+        self.resume = anyio.Event()
+        self.resume.set()
+        self.paused = anyio.Event()
+
+    async def reader(self) -> None:
+        while True:
+            try:
+                await self.sup.client.get("w:0")
+                self.reads += 1
+            except Exception as exc:  # any read error fails the test
+                self.read_errors.append(exc)
+                return
+            await anyio.lowlevel.checkpoint()
+
+    async def writer(self) -> None:
+        i = 0
+        while True:
+            if not self.resume.is_set():
+                self.paused.set()
+                await self.resume.wait()
+            i += 1
+            try:
+                await self.sup.client.set(f"w:{i}", i)
+                self.acked.append(i)
+            except OutcomeUnknown:
+                self.unknown.append(i)
+            await anyio.lowlevel.checkpoint()
+
+    def missing_on(self, admin) -> list[int]:
+        keys = [f"w:{i}" for i in self.acked]
+        values = admin.mget(keys) if keys else []
+        return [i for i, v in zip(self.acked, values, strict=True) if v is None]
+
+
+async def test_master_killed_under_load_follows_the_new_master(setup):
+    """SIGKILL the master under reads and writes: no read fails, every acknowledged write
+    is on the new master, and a MasterChanged event names old and new addresses."""
+    async with Supervisor(config_for(setup)) as sup, sup.subscribe(max_buffer=1000) as events:
+        await sup.wait_for(READY, timeout=10)
+        await watching_all(sup, setup)
+        old = sup.address
+        load = Load(sup)
+        async with anyio.create_task_group() as tg:
+            for _ in range(5):
+                tg.start_soon(load.reader)
+            tg.start_soon(load.writer)
+            while len(load.acked) < 50:
+                await anyio.lowlevel.checkpoint()
+            # replication is asynchronous: kill the master only once the replica has
+            # every write it acknowledged, so a lost write could only be the supervisor's
+            load.resume = anyio.Event()
+            with anyio.fail_after(10):
+                await load.paused.wait()
+            master, replica = setup.master.admin(), setup.replica.admin()
+            with anyio.fail_after(10):
+                while (
+                    master.info("replication")["master_repl_offset"]
+                    != replica.info("replication")["slave_repl_offset"]
+                ):
+                    await anyio.sleep(0.01)
+            master.close()
+            replica.close()
+            setup.master.kill()
+            load.resume.set()
+            moved = await until(events, lambda e: isinstance(e, MasterChanged), bound=30)
+            assert moved.old == old
+            assert moved.new == f"127.0.0.1:{setup.replica.port}"
+            await until(events, lambda e: isinstance(e, StateChanged) and e.current is READY)
+            acked = len(load.acked)
+            while len(load.acked) < acked + 50:
+                await anyio.lowlevel.checkpoint()
+            tg.cancel_scope.cancel()
+        assert load.read_errors == []
+        admin = setup.replica.admin()
+        assert admin.info("replication")["role"] == "master"
+        assert load.missing_on(admin) == []
+        admin.close()
+
+
+async def test_planned_switch_loses_no_acknowledged_write(setup):
+    """SENTINEL FAILOVER under a write load: writes pause from +try-failover to the new
+    master, so every write the application was told succeeded is on the new master."""
+    async with Supervisor(config_for(setup)) as sup, sup.subscribe(max_buffer=1000) as events:
+        await sup.wait_for(READY, timeout=10)
+        await watching_all(sup, setup)
+        load = Load(sup)
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(load.writer)
+            tg.start_soon(load.reader)
+            while len(load.acked) < 50:
+                await anyio.lowlevel.checkpoint()
+            sentinel = setup.sentinel_admin(0)
+            sentinel.execute_command("SENTINEL", "FAILOVER", setup.service)
+            sentinel.close()
+            paused = await until(
+                events,
+                lambda e: isinstance(e, StateChanged) and e.current is ConnectionState.UNHEALTHY,
+            )
+            assert paused.cause is Cause.FAILOVER
+            moved = await until(events, lambda e: isinstance(e, MasterChanged), bound=30)
+            assert moved.cause is Cause.FAILOVER
+            assert moved.new == f"127.0.0.1:{setup.replica.port}"
+            await until(events, lambda e: isinstance(e, StateChanged) and e.current is READY)
+            acked = len(load.acked)
+            while len(load.acked) < acked + 50:
+                await anyio.lowlevel.checkpoint()
+            tg.cancel_scope.cancel()
+        assert load.read_errors == []
+        new_master = setup.replica.admin()
+        assert load.missing_on(new_master) == [], f"{len(load.acked)} acked"
+        new_master.close()
+
+
+async def test_all_sentinels_down_then_back(setup):
+    """All sentinels down: an alert says so while the master keeps serving; with the
+    master gone too, RECONNECTING names the sentinels; all back: READY again."""
+    async with Supervisor(config_for(setup)) as sup, sup.subscribe(max_buffer=1000) as events:
+        await sup.wait_for(READY, timeout=10)
+        await watching_all(sup, setup)
+        for sentinel in setup.sentinels:
+            sentinel.kill()
+        alert = await until(events, lambda e: isinstance(e, Alert))
+        assert alert.name == "sentinels_unreachable" and alert.firing
+        assert sup.state is READY
+        assert await sup.client.ping()
+        setup.master.kill()
+        down = await until(
+            events,
+            lambda e: isinstance(e, StateChanged) and e.current is ConnectionState.RECONNECTING,
+        )
+        assert down.cause is Cause.NETWORK
+        retry = await until(events, lambda e: type(e).__name__ == "ReconnectScheduled")
+        assert "no sentinel answered" in retry.detail
+        setup.master.start()
+        for sentinel in setup.sentinels:
+            sentinel.start()
+        back = await until(events, lambda e: isinstance(e, Alert))
+        assert back.name == "sentinels_unreachable" and not back.firing
+        await sup.wait_for(READY, timeout=20)
+        assert await sup.client.ping()
+
+
+async def test_replica_role_reads_from_a_replica(setup):
+    """role = "replica" connects to a healthy replica."""
+    async with Supervisor(config_for(setup, role="replica")) as sup:
+        await sup.wait_for(READY, timeout=10)
+        assert sup.address == f"127.0.0.1:{setup.replica.port}"
+        info = await sup.client.info("replication")
+        assert info["role"] == "slave"

@@ -498,11 +498,14 @@ class Supervisor(AsyncContextManagerMixin):
 
     def _healthy(self, facts: ServerFacts, failed_before: int) -> None:
         self._attribute_losses(facts)
-        if self._state is ConnectionState.UNHEALTHY and self._cause is Cause.FAILOVER:
-            # the old master answers until Sentinel moves it: wait for the verdict, but not
-            # forever (a leader that died mid-failover announces nothing)
-            if time.monotonic() - self._changed_at < self.config.command_deadline:
-                return
+        # during a failover the old master answers until Sentinel moves it: wait for the
+        # verdict, but not forever (a leader that died mid-failover announces nothing)
+        if (
+            self._state is ConnectionState.UNHEALTHY
+            and self._cause is Cause.FAILOVER
+            and time.monotonic() - self._changed_at < self.config.command_deadline
+        ):
+            return
         if self._state is ConnectionState.UNHEALTHY:
             self._transition(ConnectionState.READY, self._cause, "answers health checks again")
         elif self.gate.admission is Admission.VERIFYING:

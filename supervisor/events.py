@@ -18,11 +18,13 @@ __all__ = (
     "Event",
     "HealthCheckFailed",
     "MasterChanged",
+    "NodeStateChanged",
     "ReconnectScheduled",
     "Resubscribed",
     "ServerSampled",
     "Snapshot",
     "StateChanged",
+    "TopologyChanged",
 )
 
 
@@ -137,6 +139,32 @@ class MasterChanged:
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
+class NodeStateChanged:
+    """One node of a Redis Cluster became reachable (``up``) or not (``down``)."""
+
+    seq: int
+    at: float
+    target: str
+    node: str
+    role: str
+    previous: str
+    current: str
+    cause: Cause | None
+    detail: str
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class TopologyChanged:
+    """The cluster's primaries or slot ownership changed (a failover, a reshard)."""
+
+    seq: int
+    at: float
+    target: str
+    primaries: tuple[str, ...]
+    detail: str
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
 class ServerSampled:
     """What the server monitor read (``INFO clients``, ``INFO stats``, ``CONFIG GET``).
 
@@ -177,6 +205,8 @@ Event = (
     | HealthCheckFailed
     | Resubscribed
     | MasterChanged
+    | NodeStateChanged
+    | TopologyChanged
     | ServerSampled
     | Alert
 )

@@ -8,17 +8,15 @@ only reads the gate and reports what broke.
 
 from __future__ import annotations
 
-import logging
 import random
 import time
 from collections import Counter
 from collections.abc import AsyncGenerator
 from contextlib import asynccontextmanager, suppress
 from dataclasses import replace
-from typing import Any, NamedTuple, Self, TypeVar, final
+from typing import NamedTuple, Self, final
 
 import anyio
-import structlog
 from anyio import AsyncContextManagerMixin
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
@@ -31,29 +29,21 @@ from supervisor.errors import Unavailable
 from supervisor.events import (
     Alert,
     ConnectionLost,
-    Event,
     HealthCheckFailed,
     MasterChanged,
     ReconnectScheduled,
-    Resubscribed,
-    ServerSampled,
-    Snapshot,
-    StateChanged,
 )
 from supervisor.gate import Admission, Gate
-from supervisor.hub import Hub, Subscription
 from supervisor.losses import Loss
+from supervisor.observable import Observable
 from supervisor.pool import SupervisedConnectionPool, connection_class_for
 from supervisor.probe import Probe, ProbeFailed, ServerFacts
 from supervisor.pubsub import SupervisedPubSub
 from supervisor.sentinel import SentinelNotice, SentinelWatcher, parse_address
-from supervisor.state import ConnectionState, check_transition
+from supervisor.state import ConnectionState
 
 __all__ = ("Supervisor", "SupervisorStatistics")
 
-log = structlog.get_logger("supervisor")
-
-E = TypeVar("E", bound=Event)
 
 _MAX_PENDING_LOSSES = 1000
 
@@ -79,7 +69,7 @@ class SupervisorStatistics(NamedTuple):
 
 
 @final
-class Supervisor(AsyncContextManagerMixin):
+class Supervisor(Observable, AsyncContextManagerMixin):
     """Supervise one Redis target: ``async with Supervisor(config) as sup``.
 
     Entering starts the background task and returns at once, even when Redis
@@ -95,8 +85,7 @@ class Supervisor(AsyncContextManagerMixin):
         self, config: SupervisorConfig | None = None, *, rng: random.Random | None = None
     ) -> None:
         self.config = config = config or SupervisorConfig()
-        self.target = config.target
-        self._log = log.bind(target=self.target)
+        super().__init__(config.target, event_buffer=config.event_buffer)
         kwargs = config.connection_kwargs()
         kwargs["retry"] = Retry(NoBackoff(), 0)
         connection_class = connection_class_for(kwargs)
@@ -136,16 +125,9 @@ class Supervisor(AsyncContextManagerMixin):
         self._backoff = Backoff(
             config.backoff_base, config.backoff_cap, jitter=config.backoff_jitter, rng=rng
         )
-        self._hub = Hub()
-        self._seq = 0
-        self._state = ConnectionState.CONNECTING
-        self._cause: Cause | None = None
-        self._detail = "not connected yet"
-        self._changed_at = time.monotonic()
         self._facts: ServerFacts | None = None
         self._losses: list[Loss] = []
         self._failed_commands = 0
-        self._changed: anyio.Event | None = None
         self._wake: anyio.Event | None = None
         self._entered = False
         self._connect_attempts = 0
@@ -153,19 +135,6 @@ class Supervisor(AsyncContextManagerMixin):
         self._health_checks = 0
 
     # -- what the application reads -------------------------------------------------
-
-    @property
-    def state(self) -> ConnectionState:
-        return self._state
-
-    @property
-    def cause(self) -> Cause | None:
-        """Why the target is not READY (or what the last outage was)."""
-        return self._cause
-
-    @property
-    def detail(self) -> str:
-        return self._detail
 
     @property
     def command_deadline(self) -> float:
@@ -193,52 +162,6 @@ class Supervisor(AsyncContextManagerMixin):
             f"<Supervisor {self.target} [{self._state.value} | pool {in_use}/{total} in use"
             f" | subscribers {len(self._hub)}]>"
         )
-
-    async def wait_for(self, state: ConnectionState, timeout: float | None = None) -> None:
-        """Wait until the target is in ``state``.
-
-        Raises:
-            TimeoutError: ``timeout`` seconds passed first; the message says
-                where the target stands and why.
-        """
-        try:
-            with anyio.fail_after(timeout):
-                while self._state is not state:
-                    if self._state is ConnectionState.CLOSED:
-                        raise RuntimeError(f"supervisor of {self.target} is closed")
-                    await self._state_changed().wait()
-        except TimeoutError:
-            cause = f", cause {self._cause.value}" if self._cause else ""
-            raise TimeoutError(
-                f"{self.target} not {state.value} after {timeout} s: it is "
-                f"{self._state.value}{cause}: {self._detail}"
-            ) from None
-
-    @asynccontextmanager
-    async def subscribe(self, max_buffer: int | None = None) -> AsyncGenerator[Subscription]:
-        """Receive a ``Snapshot`` of the current state, then every event.
-
-        Each subscriber has its own buffer of ``max_buffer`` events (default
-        ``config.event_buffer``); when it is full the oldest is dropped and
-        ``events.dropped`` counts it. Leaving the block unsubscribes.
-        """
-        subscription = Subscription(max_buffer or self.config.event_buffer)
-        self._seq += 1
-        self._hub.add(
-            subscription,
-            Snapshot(
-                seq=self._seq,
-                at=time.time(),
-                target=self.target,
-                state=self._state,
-                cause=self._cause,
-                detail=self._detail,
-            ),
-        )
-        try:
-            yield subscription
-        finally:
-            self._hub.remove(subscription)
 
     def pubsub(self) -> SupervisedPubSub:
         """A supervised pub/sub handle: ``async with sup.pubsub() as ps``.
@@ -554,22 +477,15 @@ class Supervisor(AsyncContextManagerMixin):
     # -- the one place the state changes ------------------------------------------------
 
     def _transition(self, new: ConnectionState, cause: Cause | None, detail: str) -> None:
-        previous = self._state
-        if new is previous:
+        """Change the state (``Observable._set_state``) and let the gate follow it."""
+        if not self._set_state(new, cause, detail):
             return
-        check_transition(previous, new)
-        self._state, self._cause, self._detail = new, cause, detail
-        self._changed_at = time.monotonic()
         if new is ConnectionState.READY:
             self.gate.set(Admission.OPEN, new_generation=True)
         elif new is ConnectionState.CLOSED:
             self.gate.set(Admission.REFUSING, self._refusal())
         else:
             self._admit_while_down(cause)
-        if self._changed is not None:
-            self._changed.set()
-            self._changed = None
-        self._publish(StateChanged, previous=previous, current=new, cause=cause, detail=detail)
 
     def _admit_while_down(self, cause: Cause | None) -> None:
         admission = Admission.REFUSING if cause is Cause.AUTH else Admission.DOWN
@@ -577,26 +493,6 @@ class Supervisor(AsyncContextManagerMixin):
 
     def _refusal(self) -> _Refusal:
         return _Refusal(self)
-
-    def _state_changed(self) -> anyio.Event:
-        if self._changed is None:
-            self._changed = anyio.Event()
-        return self._changed
-
-    def _publish(self, kind: type[E], **fields: Any) -> E:
-        """Number, publish and log one event: every event is one structured log line."""
-        self._seq += 1
-        event = kind(seq=self._seq, at=time.time(), target=self.target, **fields)
-        self._hub.publish(event)
-        name, level = _LOG_AS[type(event)]
-        if (isinstance(event, StateChanged) and event.current in _CALM_STATES) or (
-            isinstance(event, Alert) and not event.firing
-        ):
-            level = logging.INFO
-        self._log.log(
-            level, name, seq=event.seq, **{k: getattr(v, "value", v) for k, v in fields.items()}
-        )
-        return event
 
 
 class _Refusal:
@@ -622,19 +518,6 @@ class _Refusal:
             f"{fix_for(cause)} ({why})",
             cause=cause,
         )
-
-
-_LOG_AS: dict[type[Any], tuple[str, int]] = {
-    StateChanged: ("state_changed", logging.WARNING),
-    ReconnectScheduled: ("reconnect_scheduled", logging.WARNING),
-    ConnectionLost: ("connection_lost", logging.WARNING),
-    HealthCheckFailed: ("health_check_failed", logging.WARNING),
-    Resubscribed: ("resubscribed", logging.WARNING),
-    MasterChanged: ("master_changed", logging.WARNING),
-    ServerSampled: ("server_sampled", logging.INFO),
-    Alert: ("alert", logging.WARNING),
-}
-_CALM_STATES = (ConnectionState.READY, ConnectionState.CLOSED)
 
 
 def _delta(before: ServerFacts | None, after: ServerFacts, name: str) -> int | None:

@@ -6,6 +6,7 @@ The public API is what this module exports; every other module is internal.
 from __future__ import annotations
 
 from supervisor.causes import Cause
+from supervisor.cluster import ClusterNodeState, ClusterSupervisor
 from supervisor.config import SupervisorConfig
 from supervisor.errors import ConfigError, OutcomeUnknown, SupervisorError, Unavailable
 from supervisor.events import (
@@ -14,11 +15,13 @@ from supervisor.events import (
     Event,
     HealthCheckFailed,
     MasterChanged,
+    NodeStateChanged,
     ReconnectScheduled,
     Resubscribed,
     ServerSampled,
     Snapshot,
     StateChanged,
+    TopologyChanged,
 )
 from supervisor.hub import Subscription
 from supervisor.pubsub import Message, SupervisedPubSub
@@ -30,6 +33,8 @@ __all__ = (
     "Supervisor",
     "SupervisorConfig",
     "SupervisorStatistics",
+    "ClusterSupervisor",
+    "ClusterNodeState",
     "ConnectionState",
     "Cause",
     # events
@@ -40,6 +45,8 @@ __all__ = (
     "ConnectionLost",
     "HealthCheckFailed",
     "MasterChanged",
+    "NodeStateChanged",
+    "TopologyChanged",
     "Resubscribed",
     "ServerSampled",
     "Alert",

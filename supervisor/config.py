@@ -73,6 +73,9 @@ class SupervisorConfig:
             Sentinel service ``service_name`` and ``url`` only gives the database,
             the credentials and TLS (its host and port are not used).
         role: ``"master"`` (follow failovers) or ``"replica"`` (a healthy replica).
+        cluster_nodes: ``host:port`` seed nodes of a Redis Cluster; when set, the
+            target is the cluster (use ``ClusterSupervisor``) and ``url`` only gives
+            the credentials and TLS.
     """
 
     url: str = field(default="redis://127.0.0.1:6379/0", repr=False)
@@ -99,6 +102,7 @@ class SupervisorConfig:
     sentinels: tuple[str, ...] = ()
     service_name: str = ""
     role: Literal["master", "replica"] = "master"
+    cluster_nodes: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         _validate(self)
@@ -119,6 +123,8 @@ class SupervisorConfig:
         """``host:port/db`` (or the socket path, or ``service@sentinel/db``): the name used
         in events and logs."""
         kwargs = self._parsed()
+        if self.cluster_nodes:
+            return f"cluster@{self.cluster_nodes[0]}"
         if self.sentinels:
             suffix = "" if self.role == "master" else ":replica"
             return f"{self.service_name}@sentinel{suffix}/{kwargs.get('db', 0)}"
@@ -206,7 +212,7 @@ def _keepalive_options(config: SupervisorConfig) -> dict[int, int]:
 
 def _coerce(key: str, value: Any, source: str) -> Any:
     """Turn strings (from the environment) into the field's type."""
-    if key in ("idempotent_commands", "sentinels"):
+    if key in ("idempotent_commands", "sentinels", "cluster_nodes"):
         if isinstance(value, str):
             value = [v for v in value.replace(",", " ").split() if v]
         if not isinstance(value, (list, tuple)) or not all(isinstance(v, str) for v in value):
@@ -309,16 +315,23 @@ def _validate(c: SupervisorConfig) -> None:
 def _validate_sentinels(c: SupervisorConfig) -> None:
     if c.role not in ("master", "replica"):
         raise ConfigError(f"role must be 'master' or 'replica', got {c.role!r}")
+    _validate_addresses("cluster_nodes", c.cluster_nodes)
     if not c.sentinels:
         if c.service_name:
             raise ConfigError("service_name is set but sentinels is empty; list the sentinels")
         return
     if not c.service_name:
         raise ConfigError("sentinels is set but service_name is empty; name the Sentinel service")
-    for address in c.sentinels:
+    if c.cluster_nodes:
+        raise ConfigError("sentinels and cluster_nodes are both set; a target is one or the other")
+    _validate_addresses("sentinels", c.sentinels)
+
+
+def _validate_addresses(key: str, addresses: tuple[str, ...]) -> None:
+    for address in addresses:
         host, sep, port = address.rpartition(":")
         if not sep or not host or not port.isdigit():
-            raise ConfigError(f"sentinels: {address!r} is not host:port, e.g. 127.0.0.1:26379")
+            raise ConfigError(f"{key}: {address!r} is not host:port, e.g. 127.0.0.1:7000")
 
 
 def _validate_url(url: str) -> None:

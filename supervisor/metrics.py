@@ -13,6 +13,7 @@ from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.registry import Collector
 
+from supervisor.cluster import ClusterSupervisor
 from supervisor.events import ConnectionLost, Event, ReconnectScheduled, StateChanged
 from supervisor.monitor import Monitor
 from supervisor.state import ConnectionState
@@ -24,7 +25,7 @@ _DOWN = (ConnectionState.RECONNECTING, ConnectionState.UNHEALTHY)
 
 
 class Metrics(Collector):
-    def __init__(self, supervisors: Mapping[str, Supervisor]) -> None:
+    def __init__(self, supervisors: Mapping[str, Supervisor | ClusterSupervisor]) -> None:
         self._supervisors = supervisors
         self.monitors: dict[str, Monitor] = {}
         self._losses: Counter[tuple[str, str]] = Counter()
@@ -67,7 +68,16 @@ class Metrics(Collector):
             if stats.health_latency is not None:
                 latency.add_metric([name], stats.health_latency)
             generation.add_metric([name], stats.generation)
-        yield from (state, latency, generation)
+        nodes = GaugeMetricFamily(
+            "supervisor_node_up",
+            "1 while a cluster node answers health checks",
+            labels=["target", "node", "role"],
+        )
+        for name, sup in self._supervisors.items():
+            if isinstance(sup, ClusterSupervisor):
+                for address, node in sup.nodes.items():
+                    nodes.add_metric([name, address, node.role], 1.0 if node.up else 0.0)
+        yield from (state, latency, generation, nodes)
         losses = CounterMetricFamily(
             "supervisor_connection_losses",
             "Connections lost, by cause",

@@ -159,6 +159,10 @@ class Probe:
         if conn is not None:
             await _drop(conn)
 
+    async def call(self, *args: Any) -> Any:
+        """One command on the probe connection, under the health-check deadline."""
+        return await self._call(*args)
+
     async def _call(self, *args: Any) -> Any:
         conn = self._conn
         if conn is None:

@@ -15,12 +15,15 @@ from contextlib import AsyncExitStack
 import anyio
 import structlog
 
+from supervisor.cluster import ClusterSupervisor
 from supervisor.httpserver import Response, serve
 from supervisor.metrics import Metrics
 from supervisor.monitor import Monitor
 from supervisor.service_config import ServiceConfig
 from supervisor.state import ConnectionState
 from supervisor.supervisor import Supervisor
+
+AnySupervisor = Supervisor | ClusterSupervisor
 
 __all__ = ("health_response", "run")
 
@@ -35,16 +38,20 @@ async def run(
     Stopping is bounded: each supervisor closes its pool within 5 s.
     """
     async with AsyncExitStack() as stack:
-        supervisors: dict[str, Supervisor] = {}
+        supervisors: dict[str, AnySupervisor] = {}
         for name, target in config.targets.items():
-            supervisors[name] = await stack.enter_async_context(Supervisor(target))
+            sup: AnySupervisor = (
+                ClusterSupervisor(target) if target.cluster_nodes else Supervisor(target)
+            )
+            supervisors[name] = await stack.enter_async_context(sup)
         metrics = Metrics(supervisors)
         async with anyio.create_task_group() as tg:
             for name, sup in supervisors.items():
-                monitor = Monitor(sup, config.monitor)
-                metrics.monitors[name] = monitor
                 tg.start_soon(_count_events, name, sup, metrics)
-                tg.start_soon(monitor.run)
+                if isinstance(sup, Supervisor):
+                    monitor = Monitor(sup, config.monitor)
+                    metrics.monitors[name] = monitor
+                    tg.start_soon(monitor.run)
             if config.http.enabled:
                 port = await tg.start(
                     serve, config.http.host, config.http.port, _handler(supervisors, metrics)
@@ -64,23 +71,28 @@ async def _wait_for_signal() -> None:
             return
 
 
-async def _count_events(name: str, sup: Supervisor, metrics: Metrics) -> None:
+async def _count_events(name: str, sup: AnySupervisor, metrics: Metrics) -> None:
     async with sup.subscribe(max_buffer=1000) as events:
         async for event in events:
             metrics.record(name, event)
 
 
-def health_response(supervisors: Mapping[str, Supervisor]) -> tuple[int, dict[str, object]]:
-    """200 when every target is READY, else 503; the body names each state and cause."""
-    targets = {
-        name: {
+def health_response(supervisors: Mapping[str, AnySupervisor]) -> tuple[int, dict[str, object]]:
+    """200 when every target is READY, else 503; the body names each state and cause
+    (and, for a cluster, each node)."""
+    targets: dict[str, dict[str, object]] = {}
+    for name, sup in supervisors.items():
+        targets[name] = {
             "target": sup.target,
             "state": sup.state.value,
             "cause": sup.cause.value if sup.cause else None,
             "detail": sup.detail,
         }
-        for name, sup in supervisors.items()
-    }
+        if isinstance(sup, ClusterSupervisor):
+            targets[name]["nodes"] = {
+                address: {"role": n.role, "up": n.up, "slots": n.slots, "detail": n.detail}
+                for address, n in sup.nodes.items()
+            }
     ready = all(sup.state is ConnectionState.READY for sup in supervisors.values())
     return (200 if ready else 503), {
         "status": "ready" if ready else "unavailable",
@@ -88,7 +100,9 @@ def health_response(supervisors: Mapping[str, Supervisor]) -> tuple[int, dict[st
     }
 
 
-def _handler(supervisors: Mapping[str, Supervisor], metrics: Metrics) -> Callable[[str], Response]:
+def _handler(
+    supervisors: Mapping[str, AnySupervisor], metrics: Metrics
+) -> Callable[[str], Response]:
     def handle(path: str) -> Response:
         if path == "/health":
             status, body = health_response(supervisors)

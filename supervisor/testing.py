@@ -330,3 +330,108 @@ class SentinelSetup:
     def close(self) -> None:
         for server in (*self.sentinels, self.replica, self.master):
             server.close()
+
+
+def _cluster_port() -> int:
+    """A free port whose cluster bus port (+10000) is free and valid too."""
+    for _ in range(100):
+        port = free_port()
+        if port + 10000 > 65535:
+            continue
+        with socket.socket() as s:
+            try:
+                s.bind(("127.0.0.1", port + 10000))
+            except OSError:
+                continue
+        return port
+    raise RuntimeError("no free port pair for a cluster node")
+
+
+class ClusterSetup:
+    """A Redis Cluster of 3 primaries and 3 replicas on loopback (binary backend only)."""
+
+    def __init__(self, *, node_timeout_ms: int = 1000, full_coverage: bool = True) -> None:
+        self.nodes: list[BinaryServer] = []
+        try:
+            self._start(node_timeout_ms, full_coverage)
+        except BaseException:
+            self.close()
+            raise
+
+    def _start(self, node_timeout_ms: int, full_coverage: bool) -> None:
+        self.nodes = [
+            BinaryServer(
+                "--cluster-enabled",
+                "yes",
+                "--cluster-config-file",
+                "nodes.conf",
+                "--cluster-node-timeout",
+                str(node_timeout_ms),
+                "--cluster-require-full-coverage",
+                "yes" if full_coverage else "no",
+                "--repl-diskless-sync-delay",
+                "0",
+            )
+            for _ in range(6)
+        ]
+        for node in self.nodes:
+            node.port = _cluster_port()  # its bus listens on port + 10000
+            node.start()
+        cli = shutil.which("redis-cli")
+        if cli is None:
+            raise RuntimeError("redis-cli is not installed (Debian: redis-tools)")
+        subprocess.run(
+            [
+                cli,
+                "--cluster",
+                "create",
+                *(f"127.0.0.1:{n.port}" for n in self.nodes),
+                "--cluster-replicas",
+                "1",
+                "--cluster-yes",
+            ],
+            check=True,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            timeout=60,
+        )
+        self.wait_ok()
+
+    @property
+    def seeds(self) -> list[str]:
+        return [f"127.0.0.1:{n.port}" for n in self.nodes[:3]]
+
+    def node(self, address: str) -> BinaryServer:
+        return next(n for n in self.nodes if f"127.0.0.1:{n.port}" == address)
+
+    def wait_ok(self, timeout: float = 30) -> None:
+        """Until every live node says cluster_state:ok and knows its replica is in sync."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            try:
+                states = []
+                for n in self.nodes:
+                    if n._proc is not None and n._proc.poll() is None:
+                        with n.admin() as r:
+                            states.append(r.cluster("info")["cluster_state"] == "ok")
+                            info = r.info("replication")
+                            if info["role"] == "slave":
+                                states.append(info.get("master_link_status") == "up")
+                if all(states):
+                    return
+            except redis.RedisError:
+                pass
+            time.sleep(0.1)
+        raise RuntimeError(f"the cluster did not reach cluster_state:ok in {timeout} s")
+
+    def primary_of(self, key: str) -> str:
+        with self.nodes[0].admin() as r:
+            slot = r.cluster("keyslot", key)
+            for start, end, primary, *_ in r.execute_command("CLUSTER", "SLOTS"):
+                if start <= slot <= end:
+                    return f"{primary[0]}:{primary[1]}"
+        raise LookupError(key)
+
+    def close(self) -> None:
+        for node in self.nodes:
+            node.close()

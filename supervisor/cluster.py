@@ -1,0 +1,431 @@
+"""Supervising a Redis Cluster: every node checked, topology followed, commands recovered.
+
+``ClusterSupervisor`` owns a ``redis.asyncio.cluster.RedisCluster`` (``sup.client``).
+One task checks every node each round (a PING with a reply deadline on the
+supervisor's own connection per node), reads ``CLUSTER NODES`` to follow the
+topology, and publishes ``NodeStateChanged`` and ``TopologyChanged`` events.
+
+Two redis-py 8.1 behaviours are mended here, at their own depth:
+- after a connection error redis-py re-reads the topology and then sends
+  ``COMMAND`` to its default node, outside its retry loop; when that node is
+  the dead primary, commands for healthy shards fail. The command table does
+  not change with the topology, so it is read once; and the default node is
+  moved off any node a health check found down.
+- redis-py's cluster retries re-send writes whose reply was lost. The client
+  here is built without them; ``SupervisedRedisCluster`` re-sends only what
+  cannot be applied twice, after the next health round, within the deadline.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import AsyncGenerator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from typing import Any, Self, final
+
+import anyio
+from anyio import AsyncContextManagerMixin
+from redis._parsers import AsyncCommandsParser
+from redis.asyncio.cluster import ClusterNode, RedisCluster
+from redis.asyncio.connection import Connection
+from redis.asyncio.retry import Retry
+from redis.backoff import NoBackoff
+from redis.exceptions import (
+    BusyLoadingError,
+    ClusterDownError,
+    RedisClusterException,
+    SlotNotCoveredError,
+    TryAgainError,
+)
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import TimeoutError as RedisTimeoutError
+
+from supervisor.causes import Cause
+from supervisor.commands import READ_ONLY, command_name
+from supervisor.config import SupervisorConfig
+from supervisor.errors import OutcomeUnknown, Unavailable
+from supervisor.events import NodeStateChanged, TopologyChanged
+from supervisor.losses import describe
+from supervisor.observable import Observable
+from supervisor.probe import Probe, ProbeFailed
+from supervisor.sentinel import parse_address
+from supervisor.state import ConnectionState
+from supervisor.supervisor import SupervisorStatistics
+
+__all__ = ("ClusterNodeState", "ClusterSupervisor", "SupervisedRedisCluster")
+
+_RECOVERABLE = (
+    RedisConnectionError,
+    RedisTimeoutError,
+    ClusterDownError,
+    TryAgainError,
+    SlotNotCoveredError,
+    RedisClusterException,
+)
+_NOT_APPLIED = (ClusterDownError, TryAgainError, SlotNotCoveredError, BusyLoadingError)
+
+
+def _not_applied(exc: Exception) -> bool:
+    """True when the error proves the command never ran: refused by the cluster, or no
+    connection could be made (redis-py words connect failures "... connecting to ...")."""
+    text = str(exc)
+    return isinstance(exc, _NOT_APPLIED) or "connecting to" in text or "cannot be connected" in text
+
+
+class _CommandsOnce(AsyncCommandsParser):
+    """``COMMAND`` is read once: the command table does not change with the topology."""
+
+    async def initialize(self, node: Any = None) -> None:
+        if not getattr(self, "commands", None):
+            await super().initialize(node)
+
+
+class SupervisedRedisCluster(RedisCluster):
+    """The ``RedisCluster`` a ``ClusterSupervisor`` hands out as ``sup.client``."""
+
+    def __init__(
+        self, *, owner: ClusterSupervisor, idempotent: frozenset[str], **kwargs: Any
+    ) -> None:
+        super().__init__(**kwargs)
+        self.commands_parser = _CommandsOnce()
+        self._owner = owner
+        self._retryable = READ_ONLY | idempotent
+
+    async def execute_command(self, *args: Any, **kwargs: Any) -> Any:
+        try:
+            return await super().execute_command(*args, **kwargs)
+        except _RECOVERABLE as exc:
+            if isinstance(exc, RedisClusterException) and not _not_applied(exc):
+                raise
+            return await self._recover(args, kwargs, exc)
+
+    async def _recover(self, args: tuple[Any, ...], kwargs: dict[str, Any], exc: Exception) -> Any:
+        name = command_name(args)
+        deadline = anyio.current_time() + self._owner.command_deadline
+        while True:
+            if not _not_applied(exc) and name not in self._retryable:
+                raise OutcomeUnknown(name, describe(exc)) from exc
+            await self._owner.settled(deadline, describe(exc))
+            try:
+                return await super().execute_command(*args, **kwargs)
+            except _RECOVERABLE as again:
+                if isinstance(again, RedisClusterException) and not _not_applied(again):
+                    raise
+                exc = again
+
+
+@dataclass(frozen=True, slots=True)
+class ClusterNodeState:
+    """What the supervisor knows of one node."""
+
+    address: str
+    role: str
+    """``primary`` or ``replica``."""
+    up: bool
+    slots: str
+    """Slot ranges it serves, e.g. ``0-5460``; empty for replicas."""
+    detail: str
+
+
+@dataclass(frozen=True, slots=True)
+class _Row:
+    address: str
+    role: str
+    failed: bool
+    slots: str
+
+
+@final
+class ClusterSupervisor(Observable, AsyncContextManagerMixin):
+    """Supervise a Redis Cluster: ``async with ClusterSupervisor(config) as sup``.
+
+    ``config.cluster_nodes`` lists seed nodes. States: READY while every primary
+    answers; UNHEALTHY while some slots have no reachable primary (a failover is
+    under way); RECONNECTING while no node answers; CLOSED after the block.
+    """
+
+    def __init__(self, config: SupervisorConfig) -> None:
+        if not config.cluster_nodes:
+            raise ValueError("ClusterSupervisor needs config.cluster_nodes")
+        super().__init__(config.target, event_buffer=config.event_buffer)
+        self.config = config
+        kwargs = config.connection_kwargs()
+        kwargs.pop("connection_class", None)
+        self._node_kwargs = {k: v for k, v in kwargs.items() if k not in ("host", "port", "db")}
+        auth = {k: kwargs[k] for k in ("username", "password") if kwargs.get(k)}
+        self.client = SupervisedRedisCluster(
+            owner=self,
+            idempotent=frozenset(config.idempotent_commands),
+            startup_nodes=[ClusterNode(*parse_address(a)) for a in config.cluster_nodes],
+            retry=Retry(NoBackoff(), 0),
+            max_connections=config.max_connections,
+            socket_timeout=config.socket_timeout,
+            socket_connect_timeout=config.socket_connect_timeout,
+            client_name=config.client_name,
+            decode_responses=config.decode_responses,
+            **auth,
+        )
+        self._known = list(config.cluster_nodes)
+        self._probes: dict[str, Probe] = {}
+        self._nodes: dict[str, ClusterNodeState] = {}
+        self._topology: tuple[tuple[str, str], ...] | None = None
+        self._rounds_started = 0
+        self._rounds_done = 0
+        self._round_done: anyio.Event | None = None
+        self._wake: anyio.Event | None = None
+        self._entered = False
+
+    # -- what the application reads ----------------------------------------------------
+
+    @property
+    def command_deadline(self) -> float:
+        return self.config.command_deadline
+
+    @property
+    def nodes(self) -> dict[str, ClusterNodeState]:
+        """Every known node, by ``host:port``."""
+        return dict(self._nodes)
+
+    def statistics(self) -> SupervisorStatistics:
+        latencies = [p.latency for p in self._probes.values() if p.latency is not None]
+        return SupervisorStatistics(
+            state=self._state,
+            generation=0,
+            connect_attempts=0,
+            connections_lost=0,
+            health_checks=self._rounds_done,
+            health_latency=max(latencies) if latencies else None,
+            waiters=0,
+            subscribers=len(self._hub),
+            dropped_events=self._hub.dropped,
+            sentinels_watched=0,
+        )
+
+    async def settled(self, deadline: float, why: str) -> None:
+        """Wait for a health round that starts after this call (it moves the default
+        node off dead nodes and learns the topology); ``Unavailable`` at the deadline."""
+        target = self._rounds_started + 1
+        if self._wake is not None:
+            self._wake.set()
+        while self._rounds_done < target:
+            if self._state is ConnectionState.CLOSED:
+                raise Unavailable(f"Redis Cluster {self.target}: the supervisor is closed")
+            if self._round_done is None:
+                self._round_done = anyio.Event()
+            remaining = deadline - anyio.current_time()
+            if remaining <= 0:
+                raise Unavailable(
+                    f"Redis Cluster {self.target} is {self._state.value}: {self._detail} "
+                    f"(command_deadline passed; last error: {why})",
+                    cause=self._cause,
+                )
+            with anyio.move_on_after(remaining):
+                await self._round_done.wait()
+
+    # -- lifecycle ----------------------------------------------------------------------
+
+    @asynccontextmanager
+    async def __asynccontextmanager__(self) -> AsyncGenerator[Self]:
+        if self._entered:
+            raise RuntimeError("a ClusterSupervisor can be entered only once")
+        self._entered = True
+        self._wake = anyio.Event()
+        try:
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(self._run)
+                try:
+                    yield self
+                finally:
+                    tg.cancel_scope.cancel()
+        finally:
+            with anyio.CancelScope(shield=True), anyio.move_on_after(5):
+                self._set_state(ConnectionState.CLOSED, None, "supervisor stopped")
+                self._hub.close()
+                for probe in self._probes.values():
+                    await probe.close()
+                await self.client.aclose()
+
+    async def _run(self) -> None:
+        while True:
+            self._rounds_started += 1
+            await self._round()
+            self._rounds_done += 1
+            if self._round_done is not None:
+                self._round_done.set()
+                self._round_done = None
+            wake = self._wake
+            assert wake is not None
+            with anyio.move_on_after(self.config.health_check_interval):
+                await wake.wait()
+            self._wake = anyio.Event()
+
+    async def _round(self) -> None:
+        rows = await self._read_topology()
+        if rows is None:
+            self._set_state(
+                ConnectionState.RECONNECTING,
+                Cause.NETWORK,
+                f"no cluster node answers (tried {', '.join(self._known)})",
+            )
+            return
+        self._follow_topology(rows)
+        down: list[str] = []
+        for row in rows:
+            up, detail = await self._check(row.address)
+            if row.failed:
+                up, detail = False, "the cluster marks it failed (fail flag)"
+            self._record(row, up, detail)
+            if row.role == "primary" and row.slots and not up:
+                down.append(f"{row.address} ({row.slots})")
+        self._move_default_node()
+        if down:
+            self._set_state(
+                ConnectionState.UNHEALTHY,
+                Cause.NETWORK,
+                "primary down, its slots wait for a failover: " + ", ".join(down),
+            )
+        else:
+            self._set_state(
+                ConnectionState.READY,
+                None,
+                f"{sum(r.role == 'primary' and bool(r.slots) for r in rows)} primaries answer",
+            )
+
+    async def _read_topology(self) -> list[_Row] | None:
+        for address in [*self._up_first(), *self._known]:
+            try:
+                raw = await self._probe(address).call("CLUSTER", "NODES")
+            except ProbeFailed:
+                continue
+            rows = _parse_nodes(raw.decode() if isinstance(raw, bytes) else str(raw))
+            self._known = [r.address for r in rows]
+            return rows
+        return None
+
+    def _up_first(self) -> list[str]:
+        return [a for a, n in self._nodes.items() if n.up]
+
+    async def _check(self, address: str) -> tuple[bool, str]:
+        try:
+            latency = await self._probe(address).ping()
+        except ProbeFailed as failure:
+            return False, f"{failure.cause.value}: {failure.detail}"
+        return True, f"PONG in {latency * 1000:.1f} ms"
+
+    def _probe(self, address: str) -> Probe:
+        probe = self._probes.get(address)
+        if probe is None:
+            host, port = parse_address(address)
+            probe = self._probes[address] = _NodeProbe(
+                Connection,
+                {**self._node_kwargs, "host": host, "port": port, "protocol": 2},
+                timeout=self.config.health_check_timeout,
+                connect_timeout=self.config.socket_connect_timeout,
+                idle_timeout=None,
+            )
+        return probe
+
+    def _record(self, row: _Row, up: bool, detail: str) -> None:
+        before = self._nodes.get(row.address)
+        self._nodes[row.address] = ClusterNodeState(row.address, row.role, up, row.slots, detail)
+        if before is not None and before.up == up:
+            return
+        if before is None and up:
+            return
+        self._publish(
+            NodeStateChanged,
+            node=row.address,
+            role=row.role,
+            previous="unknown" if before is None else ("up" if before.up else "down"),
+            current="up" if up else "down",
+            cause=None if up else Cause.NETWORK,
+            detail=detail,
+        )
+
+    def _follow_topology(self, rows: list[_Row]) -> None:
+        topology = tuple(
+            sorted((r.address, r.slots) for r in rows if r.role == "primary" and r.slots)
+        )
+        previous, self._topology = self._topology, topology
+        if previous is None or previous == topology:
+            return
+        before = dict(previous)
+        changes = [
+            f"{address} now serves {slots}"
+            + (
+                f" (was {', '.join(a for a, s in before.items() if s == slots)})"
+                if address not in before
+                else ""
+            )
+            for address, slots in topology
+            if before.get(address) != slots
+        ]
+        self._publish(
+            TopologyChanged,
+            primaries=tuple(a for a, _ in topology),
+            detail="; ".join(changes) or "primaries changed",
+        )
+
+    def _move_default_node(self) -> None:
+        """Keep redis-py's default node (keyless commands, COMMAND) on a node that answers."""
+        current = self.client.get_default_node()
+        if (
+            current is None
+            or self._nodes.get(current.name, None) is None
+            or self._nodes[current.name].up
+        ):
+            return
+        for node in self.client.get_primaries():
+            state = self._nodes.get(node.name)
+            if state is not None and state.up:
+                self.client.set_default_node(node)
+                return
+
+
+class _NodeProbe(Probe):
+    """A probe that reconnects by itself: one per cluster node."""
+
+    async def ping(self) -> float:
+        if not self.is_open:
+            started = time.perf_counter()
+            await self.open_quietly()
+            self.latency = time.perf_counter() - started
+            return self.latency
+        return await super().ping()
+
+    async def call(self, *args: Any) -> Any:
+        if not self.is_open:
+            await self.open_quietly()
+        return await super().call(*args)
+
+    async def open_quietly(self) -> None:
+        """Connect without reading ``INFO`` (a cluster node's facts are not needed)."""
+        await self.close()
+        conn = self._class(**self._kwargs)
+        try:
+            with anyio.fail_after(self._connect_timeout + self._timeout):
+                await conn.connect()
+        except TimeoutError:
+            await conn.disconnect(nowait=True)
+            raise ProbeFailed(Cause.NETWORK, "no handshake reply in time", stalled=True) from None
+        except (RedisConnectionError, RedisTimeoutError, OSError) as exc:
+            await conn.disconnect(nowait=True)
+            raise ProbeFailed(Cause.NETWORK, describe(exc)) from None
+        self._conn = conn
+
+
+def _parse_nodes(text: str) -> list[_Row]:
+    rows = []
+    for line in text.splitlines():
+        fields = line.split()
+        if len(fields) < 8:
+            continue
+        flags = set(fields[2].split(","))
+        if "noaddr" in flags or "handshake" in flags:
+            continue
+        address = fields[1].split("@", 1)[0]
+        slots = " ".join(f for f in fields[8:] if not f.startswith("["))
+        role = "primary" if "master" in flags else "replica"
+        rows.append(_Row(address, role, "fail" in flags, slots if role == "primary" else ""))
+    return rows

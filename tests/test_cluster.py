@@ -1,0 +1,119 @@
+"""Redis Cluster: 3 primaries and 3 replicas started on loopback."""
+
+from __future__ import annotations
+
+import anyio
+import anyio.lowlevel
+import pytest
+
+from supervisor import (
+    ClusterSupervisor,
+    ConnectionState,
+    NodeStateChanged,
+    StateChanged,
+    SupervisorConfig,
+    TopologyChanged,
+)
+from supervisor.metrics import Metrics
+from supervisor.service import health_response
+from supervisor.testing import ClusterSetup
+from tests.helpers.events import until
+
+READY = ConnectionState.READY
+
+
+@pytest.fixture(scope="module")
+def cluster():
+    c = ClusterSetup()
+    yield c
+    c.close()
+
+
+def keys_by_shard(cluster: ClusterSetup) -> dict[str, str]:
+    """One hash-tagged key per primary: ``{kN}`` and ``{kN}:w`` live on the same shard."""
+    found: dict[str, str] = {}
+    for i in range(200):
+        found.setdefault(cluster.primary_of(f"{{k{i}}}"), f"{{k{i}}}")
+        if len(found) == 3:
+            return found
+    raise AssertionError("could not find a key for every shard")
+
+
+async def test_primary_killed_other_shards_never_fail(cluster, tmp_path):
+    """SIGKILL one primary under load: reads and writes on the other shards never fail,
+    reads on the failed shard wait through the failover, the node is reported down, the
+    replica's promotion arrives as a topology change, and all of it heals by itself."""
+    config = SupervisorConfig(
+        cluster_nodes=tuple(cluster.seeds),
+        health_check_interval=0.2,
+        health_check_timeout=0.2,
+        socket_connect_timeout=0.5,
+        socket_timeout=2.0,
+        command_deadline=20.0,
+    )
+    shards = keys_by_shard(cluster)
+    victim = cluster.seeds[0]
+    async with ClusterSupervisor(config) as sup, sup.subscribe(max_buffer=1000) as events:
+        await sup.wait_for(READY, timeout=10)
+        assert all(n.up for n in sup.nodes.values())
+        for key in shards.values():
+            await sup.client.set(key, key)
+        errors: dict[str, list[BaseException]] = {address: [] for address in shards}
+        reads: dict[str, int] = dict.fromkeys(shards, 0)
+
+        async def reader(address: str, key: str) -> None:
+            while True:
+                try:
+                    assert await sup.client.get(key) == key.encode()
+                    reads[address] += 1
+                except Exception as exc:  # any error is recorded and fails the test
+                    errors[address].append(exc)
+                await anyio.lowlevel.checkpoint()
+
+        async def writer(address: str, key: str) -> None:
+            n = 0
+            while True:
+                n += 1
+                try:
+                    await sup.client.set(f"{key}:w", n)
+                except Exception as exc:
+                    errors[address].append(exc)
+                await anyio.lowlevel.checkpoint()
+
+        async with anyio.create_task_group() as tg:
+            for address, key in shards.items():
+                tg.start_soon(reader, address, key)
+                if address != victim:
+                    tg.start_soon(writer, address, key)
+            cluster.node(victim).kill()
+            down = await until(
+                events,
+                lambda e: (
+                    isinstance(e, NodeStateChanged) and e.node == victim and e.current == "down"
+                ),
+                bound=30,
+            )
+            assert down.role == "primary"
+            unhealthy = await until(
+                events,
+                lambda e: isinstance(e, StateChanged) and e.current is ConnectionState.UNHEALTHY,
+            )
+            assert victim in unhealthy.detail
+            moved = await until(events, lambda e: isinstance(e, TopologyChanged), bound=30)
+            assert victim not in moved.primaries
+            await until(
+                events, lambda e: isinstance(e, StateChanged) and e.current is READY, bound=30
+            )
+            served = reads[victim]
+            while reads[victim] < served + 20:  # the failed shard serves again, no restart
+                await anyio.lowlevel.checkpoint()
+            tg.cancel_scope.cancel()
+            assert {a: [str(e) for e in errs] for a, errs in errors.items()} == {
+                a: [] for a in shards
+            }
+        assert sup.nodes[victim].up is False
+        status, body = health_response({"cache": sup})
+        assert status == 200
+        assert body["targets"]["cache"]["nodes"][victim]["up"] is False
+        metrics = Metrics({"cache": sup}).render().decode()
+        assert f'supervisor_node_up{{node="{victim}",role="primary",target="cache"}} 0.0' in metrics

@@ -299,6 +299,7 @@ def _validate(c: SupervisorConfig) -> None:
         raise ConfigError(
             f"server_idle_timeout must be seconds >= 0, got {c.server_idle_timeout!r}"
         )
+    _validate_sentinels(c)
     for flag in ("tcp_keepalive", "decode_responses"):
         if not isinstance(getattr(c, flag), bool):
             raise ConfigError(f"{flag} must be true or false, got {getattr(c, flag)!r}")

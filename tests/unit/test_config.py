@@ -121,6 +121,31 @@ def test_pubsub_example_config_loads():
     assert config.client_name == "orders-consumer"
 
 
+def test_sentinel_and_cluster_examples_load():
+    """config/sentinel.toml and config/cluster.toml are valid."""
+    sentinel = SupervisorConfig.from_file(ROOT / "config" / "sentinel.toml", env={})
+    assert sentinel.target == "mymaster@sentinel/0"
+    cluster = SupervisorConfig.from_file(ROOT / "config" / "cluster.toml", env={})
+    assert cluster.target == "cluster@127.0.0.1:7000"
+
+
+@pytest.mark.parametrize(
+    ("values", "message"),
+    [
+        ({"sentinels": ["127.0.0.1:26379"]}, "service_name is empty"),
+        ({"service_name": "x"}, "sentinels is empty"),
+        ({"sentinels": ["nope"], "service_name": "x"}, "not host:port"),
+        ({"cluster_nodes": ["127.0.0.1"]}, "not host:port"),
+        ({"sentinels": ["a:1"], "service_name": "x", "cluster_nodes": ["b:2"]}, "both set"),
+        ({"role": "primary"}, "role must be"),
+    ],
+)
+def test_bad_sentinel_and_cluster_settings(values, message):
+    """High-availability settings are checked like any other."""
+    with pytest.raises(ConfigError, match=message):
+        SupervisorConfig.from_mapping(values)
+
+
 def test_keepalive_options_reach_the_connection():
     """TCP keepalive idle/interval/count become socket options."""
     import socket

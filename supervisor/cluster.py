@@ -384,35 +384,20 @@ class ClusterSupervisor(Observable, AsyncContextManagerMixin):
 
 
 class _NodeProbe(Probe):
-    """A probe that reconnects by itself: one per cluster node."""
+    """A probe that reconnects by itself and reads no ``INFO``: one per cluster node."""
 
     async def ping(self) -> float:
         if not self.is_open:
             started = time.perf_counter()
-            await self.open_quietly()
+            await self.connect()
             self.latency = time.perf_counter() - started
             return self.latency
         return await super().ping()
 
     async def call(self, *args: Any) -> Any:
         if not self.is_open:
-            await self.open_quietly()
+            await self.connect()
         return await super().call(*args)
-
-    async def open_quietly(self) -> None:
-        """Connect without reading ``INFO`` (a cluster node's facts are not needed)."""
-        await self.close()
-        conn = self._class(**self._kwargs)
-        try:
-            with anyio.fail_after(self._connect_timeout + self._timeout):
-                await conn.connect()
-        except TimeoutError:
-            await conn.disconnect(nowait=True)
-            raise ProbeFailed(Cause.NETWORK, "no handshake reply in time", stalled=True) from None
-        except (RedisConnectionError, RedisTimeoutError, OSError) as exc:
-            await conn.disconnect(nowait=True)
-            raise ProbeFailed(Cause.NETWORK, describe(exc)) from None
-        self._conn = conn
 
 
 def _parse_nodes(text: str) -> list[_Row]:

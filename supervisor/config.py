@@ -161,12 +161,7 @@ class SupervisorConfig:
         ``env`` defaults to ``os.environ``; pass ``{}`` to ignore the environment.
         """
         file = Path(path)
-        try:
-            values: dict[str, Any] = tomllib.loads(file.read_text(encoding="utf-8"))
-        except FileNotFoundError:
-            raise ConfigError(f"{file}: no such config file") from None
-        except tomllib.TOMLDecodeError as exc:
-            raise ConfigError(f"{file}: not valid TOML: {exc}") from None
+        values = read_toml(file)
         values.update(env_overrides(os.environ if env is None else env))
         return cls.from_mapping(values, source=str(file))
 
@@ -184,6 +179,16 @@ class SupervisorConfig:
             if self.tcp_keepalive:
                 kwargs["socket_keepalive_options"] = _keepalive_options(self)
         return kwargs
+
+
+def read_toml(file: Path) -> dict[str, Any]:
+    """A TOML file as a dict; ``ConfigError`` naming the file when it is missing or broken."""
+    try:
+        return tomllib.loads(file.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise ConfigError(f"{file}: no such config file") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{file}: not valid TOML: {exc}") from None
 
 
 def env_overrides(env: Mapping[str, str]) -> dict[str, str]:

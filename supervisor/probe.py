@@ -82,6 +82,11 @@ class Probe:
 
     async def open(self) -> ServerFacts:
         """Connect afresh and read the server facts; raise ``ProbeFailed``."""
+        await self.connect()
+        return await self.facts()
+
+    async def connect(self) -> None:
+        """Connect afresh (handshake included) under the deadline; raise ``ProbeFailed``."""
         await self.close()
         conn = self._class(**self._kwargs)
         try:
@@ -102,7 +107,6 @@ class Probe:
             await _drop(conn)
             raise
         self._conn = conn
-        return await self.facts()
 
     async def ping(self) -> float:
         """PING and wait for PONG within the health-check timeout; return the latency."""

@@ -10,13 +10,12 @@ from __future__ import annotations
 
 import dataclasses
 import os
-import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
 
-from supervisor.config import SupervisorConfig, env_overrides
+from supervisor.config import SupervisorConfig, env_overrides, read_toml
 from supervisor.errors import ConfigError
 from supervisor.monitor import MonitorConfig
 
@@ -52,12 +51,7 @@ class ServiceConfig:
         cls, path: str | os.PathLike[str], *, env: Mapping[str, str] | None = None
     ) -> ServiceConfig:
         file = Path(path)
-        try:
-            values: dict[str, Any] = tomllib.loads(file.read_text(encoding="utf-8"))
-        except FileNotFoundError:
-            raise ConfigError(f"{file}: no such config file") from None
-        except tomllib.TOMLDecodeError as exc:
-            raise ConfigError(f"{file}: not valid TOML: {exc}") from None
+        values = read_toml(file)
         if not any(key in values for key in _SERVICE_TABLES):
             return cls(targets={"default": SupervisorConfig.from_file(file, env=env)})
         for key in values:

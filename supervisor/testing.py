@@ -38,6 +38,13 @@ class RedisServer(Protocol):
     def close(self) -> None: ...
 
 
+def _admin(host: str, port: int, password: str | None) -> redis.Redis:
+    """A plain synchronous client for a test to inspect and reconfigure a server."""
+    return redis.Redis(
+        host=host, port=port, password=password, socket_timeout=5, decode_responses=True
+    )
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -129,13 +136,7 @@ class BinaryServer:
         self.start()
 
     def admin(self) -> redis.Redis:
-        return redis.Redis(
-            host=self.host,
-            port=self.port,
-            password=self.password,
-            socket_timeout=5,
-            decode_responses=True,
-        )
+        return _admin(self.host, self.port, self.password)
 
     def close(self) -> None:
         if self._proc is not None and self._proc.poll() is None:
@@ -190,13 +191,7 @@ class DockerServer:
         self.start()
 
     def admin(self) -> redis.Redis:
-        return redis.Redis(
-            host=self.host,
-            port=self.port,
-            password=self.password,
-            socket_timeout=5,
-            decode_responses=True,
-        )
+        return _admin(self.host, self.port, self.password)
 
     def close(self) -> None:
         self._container.stop()

@@ -14,6 +14,7 @@ from typing import Any
 import anyio
 from redis.exceptions import RedisError, ResponseError
 
+from supervisor import replies
 from supervisor.errors import SupervisorError
 from supervisor.events import Alert, ServerSampled
 from supervisor.supervisor import Supervisor
@@ -73,12 +74,12 @@ class Monitor:
             ServerSampled,
             connected_clients=int(clients.get("connected_clients", 0)),
             blocked_clients=int(clients.get("blocked_clients", 0)),
-            maxclients=_int(settings.get("maxclients")),
+            maxclients=replies.to_int(settings.get("maxclients")),
             rejected_connections=int(stats.get("rejected_connections", 0)),
-            evicted_clients=_int(stats.get("evicted_clients")),
+            evicted_clients=replies.to_int(stats.get("evicted_clients")),
             total_connections_received=int(stats.get("total_connections_received", 0)),
-            timeout=_int(settings.get("timeout")),
-            tcp_keepalive=_int(settings.get("tcp-keepalive")),
+            timeout=replies.to_int(settings.get("timeout")),
+            tcp_keepalive=replies.to_int(settings.get("tcp-keepalive")),
             client_output_buffer_limit=settings.get("client-output-buffer-limit"),
         )
         self._previous, self.latest = self.latest, sample
@@ -97,7 +98,7 @@ class Monitor:
             )
             self._sup._publish(Alert, name="config_not_allowed", firing=True, detail=message)
             return {}
-        return {_text(k): _text(v) for k, v in raw.items()}
+        return replies.pairs(raw)
 
     def _check(self, sample: ServerSampled) -> None:
         """Level alerts fire when entered and clear when left; counter alerts fire on
@@ -145,14 +146,3 @@ class Monitor:
 
     def _alert(self, name: str, firing: bool, message: str) -> None:
         self._sup._publish(Alert, name=name, firing=firing, detail=message)
-
-
-def _int(value: Any) -> int | None:
-    try:
-        return int(value) if value is not None else None
-    except (TypeError, ValueError):
-        return None
-
-
-def _text(value: Any) -> str:
-    return value.decode() if isinstance(value, bytes) else str(value)

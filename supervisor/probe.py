@@ -17,6 +17,7 @@ import anyio
 from redis.asyncio.connection import AbstractConnection
 from redis.exceptions import RedisError, ResponseError
 
+from supervisor import replies
 from supervisor.causes import Cause, Evidence, attribute
 from supervisor.losses import describe
 
@@ -117,7 +118,7 @@ class Probe:
 
     async def facts(self) -> ServerFacts:
         """Read ``INFO`` and, where allowed, ``CONFIG GET timeout``."""
-        info = _parse_info(await self._call("INFO"))
+        info = replies.info(await self._call("INFO"))
         if info.get("loading") == "1":
             await self.close()
             raise ProbeFailed(Cause.LOADING, "INFO persistence says loading:1")
@@ -127,11 +128,11 @@ class Probe:
             uptime=int(info.get("uptime_in_seconds", "0")),
             version=info.get("redis_version", "?"),
             idle_timeout=idle_timeout,
-            output_buffer_disconnections=_int(
+            output_buffer_disconnections=replies.to_int(
                 info.get("client_output_buffer_limit_disconnections")
             ),
-            evicted_clients=_int(info.get("evicted_clients")),
-            rejected_connections=_int(info.get("rejected_connections")),
+            evicted_clients=replies.to_int(info.get("evicted_clients")),
+            rejected_connections=replies.to_int(info.get("rejected_connections")),
             role=info.get("role", "master"),
             address=f"{self._kwargs.get('host', self._kwargs.get('path'))}:"
             f"{self._kwargs.get('port', '')}".rstrip(":"),
@@ -142,7 +143,7 @@ class Probe:
         it (managed Redis may not), else the configured ``server_idle_timeout``."""
         if self._config_allowed:
             try:
-                return float(_config_value(await self._call("CONFIG", "GET", "timeout")))
+                return float(replies.config_value(await self._call("CONFIG", "GET", "timeout")))
             except ResponseError:
                 self._config_allowed = False
         return self._configured_idle_timeout
@@ -150,9 +151,8 @@ class Probe:
     async def output_buffers(self, client_ids: list[int]) -> dict[int, int]:
         """``omem`` (bytes of output waiting) per client id, from ``CLIENT LIST ID``."""
         raw = await self._call("CLIENT", "LIST", "ID", *client_ids)
-        text = raw.decode("utf-8", "replace") if isinstance(raw, bytes) else str(raw)
         out = {}
-        for line in text.splitlines():
+        for line in replies.text(raw).splitlines():
             fields = dict(f.split("=", 1) for f in line.split() if "=" in f)
             if "id" in fields and "omem" in fields:
                 out[int(fields["id"])] = int(fields["omem"])
@@ -201,24 +201,3 @@ def _failed(exc: BaseException) -> ProbeFailed:
 async def _drop(conn: AbstractConnection) -> None:
     with anyio.CancelScope(shield=True), anyio.move_on_after(1), suppress(RedisError, OSError):
         await conn.disconnect(nowait=True)
-
-
-def _parse_info(raw: Any) -> dict[str, str]:
-    text = raw.decode("utf-8", "replace") if isinstance(raw, bytes) else str(raw)
-    out = {}
-    for line in text.splitlines():
-        key, sep, value = line.partition(":")
-        if sep and not key.startswith("#"):
-            out[key] = value.strip()
-    return out
-
-
-def _config_value(reply: Any) -> Any:
-    """The value of a one-key ``CONFIG GET`` reply: a map on RESP3, a pair on RESP2."""
-    if isinstance(reply, dict):
-        return next(iter(reply.values()))
-    return reply[1]
-
-
-def _int(value: str | None) -> int | None:
-    return int(value) if value is not None and value.lstrip("-").isdigit() else None

@@ -23,6 +23,7 @@ import anyio
 from redis.asyncio.connection import AbstractConnection
 from redis.exceptions import RedisError, ResponseError
 
+from supervisor import replies
 from supervisor.backoff import Backoff
 from supervisor.causes import Evidence, attribute
 from supervisor.events import Resubscribed
@@ -190,7 +191,7 @@ class SupervisedPubSub:
                 await conn.send_command(command, *sorted(names), check_health=False)
         while expected:
             reply = await conn.read_response(disconnect_on_error=False)
-            if isinstance(reply, list) and _text(reply[0]).lower().endswith("unsubscribe"):
+            if isinstance(reply, list) and replies.text(reply[0]).lower().endswith("unsubscribe"):
                 expected -= 1
 
     def _ack(self, kind: str, name: str) -> anyio.Event:
@@ -242,13 +243,13 @@ class SupervisedPubSub:
         self._last_seen = time.time()
         if not isinstance(reply, list) or not reply:
             return "other"
-        kind = _text(reply[0]).lower()
+        kind = replies.text(reply[0]).lower()
         if kind in ("message", "smessage"):
             self._queue.append(Message(kind, reply[1], reply[2]))
         elif kind == "pmessage":
             self._queue.append(Message(kind, reply[2], reply[3], pattern=reply[1]))
         elif kind in _KINDS:
-            event = self._acks.get((kind, _text(reply[1])))
+            event = self._acks.get((kind, replies.text(reply[1])))
             if event is not None:
                 event.set()
         return kind
@@ -297,18 +298,10 @@ class SupervisedPubSub:
         with anyio.fail_after(self._connect_timeout + self._timeout):
             await conn.connect()
             self.client_id = int(await self._call("CLIENT", "ID"))
-            info = _text(await self._call("INFO", "server"))
-            self._run_id = next(
-                (
-                    line.split(":", 1)[1].strip()
-                    for line in info.splitlines()
-                    if line.startswith("run_id:")
-                ),
-                None,
-            )
+            self._run_id = replies.info(await self._call("INFO", "server")).get("run_id")
             try:
-                limits = _text_list(await self._call("CONFIG", "GET", "client-output-buffer-limit"))
-                self._output_buffer_limit = _pubsub_limit(limits[1] if len(limits) > 1 else "")
+                limits = await self._call("CONFIG", "GET", "client-output-buffer-limit")
+                self._output_buffer_limit = _pubsub_limit(replies.config_value(limits))
             except ResponseError:
                 self._output_buffer_limit = None
             acks = []
@@ -359,16 +352,6 @@ class SupervisedPubSub:
             down_at=self._down_at,
             up_at=up_at,
         )
-
-
-def _text(value: Any) -> str:
-    return value.decode("utf-8", "replace") if isinstance(value, bytes) else str(value)
-
-
-def _text_list(value: Any) -> list[str]:
-    if isinstance(value, dict):
-        return [x for kv in value.items() for x in map(_text, kv)]
-    return [_text(v) for v in value]
 
 
 def _pubsub_limit(limits: str) -> str | None:

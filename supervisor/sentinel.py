@@ -19,6 +19,7 @@ import anyio
 from redis.asyncio.connection import Connection
 from redis.exceptions import RedisError, ResponseError
 
+from supervisor import replies
 from supervisor.backoff import Backoff
 from supervisor.causes import Cause
 from supervisor.losses import describe
@@ -113,14 +114,14 @@ class SentinelWatcher:
                 await conn.connect()
                 await conn.send_command("SENTINEL", "MASTER", self.service)
                 try:
-                    master = _pairs(await conn.read_response())
+                    master = replies.pairs(await conn.read_response())
                 except ResponseError as exc:
                     raise LookupError(f"sentinel does not know service {self.service!r}") from exc
                 epoch = int(master.get("config-epoch", "0"))
                 if self.role == "master":
                     return epoch, (master["ip"], int(master["port"]))
                 await conn.send_command("SENTINEL", "REPLICAS", self.service)
-                replicas = [_pairs(r) for r in await conn.read_response()]
+                replicas = [replies.pairs(r) for r in await conn.read_response()]
                 healthy = [
                     (r["ip"], int(r["port"]))
                     for r in replicas
@@ -167,7 +168,7 @@ class SentinelWatcher:
                     if reply is None:
                         await conn.send_command("PING")
                         with anyio.fail_after(self._timeout):
-                            while _text((await conn.read_response())[0]) != "pong":
+                            while replies.text((await conn.read_response())[0]) != "pong":
                                 pass
                         continue
                     notice = self._notice(reply)
@@ -209,9 +210,9 @@ class SentinelWatcher:
                 )
 
     def _notice(self, reply: Any) -> SentinelNotice | None:
-        if not isinstance(reply, list) or len(reply) != 4 or _text(reply[0]) != "pmessage":
+        if not isinstance(reply, list) or len(reply) != 4 or replies.text(reply[0]) != "pmessage":
             return None
-        channel, data = _text(reply[2]), _text(reply[3])
+        channel, data = replies.text(reply[2]), replies.text(reply[3])
         words = data.split()
         if channel == "+switch-master" and len(words) == 5 and words[0] == self.service:
             return SentinelNotice(
@@ -223,14 +224,3 @@ class SentinelWatcher:
             if channel in _ABORTS:
                 return SentinelNotice("failover-aborted", f"{channel} {data}")
         return None
-
-
-def _text(value: Any) -> str:
-    return value.decode("utf-8", "replace") if isinstance(value, bytes) else str(value)
-
-
-def _pairs(flat: Any) -> dict[str, str]:
-    if isinstance(flat, dict):
-        return {_text(k): _text(v) for k, v in flat.items()}
-    items = [_text(v) for v in flat]
-    return dict(zip(items[::2], items[1::2], strict=False))

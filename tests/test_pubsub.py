@@ -147,35 +147,17 @@ async def test_idle_subscriber_survives_server_timeout(server, supervise):
     admin.close()
 
 
-async def test_stalled_server_detected_on_idle_subscription(server, supervise):
-    """SIGSTOP while subscribed and idle: the PING deadline notices, and after SIGCONT
-    the handle re-subscribes with cause NETWORK."""
+@pytest.mark.parametrize("fault", ["sigstop", "blackhole"])
+async def test_silence_detected_on_idle_subscription(server, proxy, supervise, fault):
+    """A stopped server (SIGSTOP) or a blackholed network while subscribed and idle: the
+    subscribed PING's deadline notices, and once traffic flows the handle re-subscribes
+    with cause NETWORK."""
     admin = server.admin()
-    async with supervise(server.url) as sup, sup.pubsub() as ps:
-        await ps.subscribe("c")
-        async with sup.subscribe() as events:
-            async with anyio.create_task_group() as tg:
-                items = []
-
-                async def consume():
-                    items.append(await next_item(ps, bound=30))
-
-                tg.start_soon(consume)
-                server.stop()
-                try:
-                    await stalled_long_enough(events)
-                finally:
-                    server.cont()
-            marker = items[0]
-            assert isinstance(marker, Resubscribed)
-            assert marker.cause is Cause.NETWORK, marker
-        assert admin.publish("c", "x") == 1
-    admin.close()
-
-
-async def test_network_cut_through_proxy(proxy, server, supervise):
-    """A blackholed network: detected by the subscribed PING, re-subscribed when traffic flows."""
-    admin = server.admin()
+    silence, resume = (
+        (server.stop, server.cont)
+        if fault == "sigstop"
+        else (proxy.blackhole, lambda: proxy.blackhole(False))
+    )
     async with supervise(proxy.url) as sup, sup.pubsub() as ps:
         await ps.subscribe("c")
         async with sup.subscribe() as events:
@@ -186,11 +168,13 @@ async def test_network_cut_through_proxy(proxy, server, supervise):
                     items.append(await next_item(ps, bound=30))
 
                 tg.start_soon(consume)
-                proxy.blackhole()
-                await stalled_long_enough(events)
-                proxy.blackhole(False)
+                silence()
+                try:
+                    await stalled_long_enough(events)
+                finally:
+                    resume()
             assert isinstance(items[0], Resubscribed)
-            assert items[0].cause is Cause.NETWORK
+            assert items[0].cause is Cause.NETWORK, items[0]
         assert admin.publish("c", "x") == 1
     admin.close()
 

@@ -1,17 +1,25 @@
 # One entry point for people and CI. Each target installs what it needs.
 SHELL := /bin/bash
-VENV ?= .venv
+# The interpreters the suite runs on; `make test PYTHONS=3.12` picks one. The first one
+# also runs lint, typecheck, demo, run and bench.
+PYTHONS ?= 3.11 3.12 3.13
+PYVER ?= $(firstword $(PYTHONS))
+VENV ?= .venv-$(PYVER)
 PY := $(VENV)/bin/python
-PYTHON ?= $(shell for p in python3.13 python3.12 python3.11 python3; do \
-	command -v $$p >/dev/null && $$p -c 'import sys; sys.exit(sys.version_info < (3, 11))' && { echo $$p; break; }; done)
+# pythonX.Y: pyenv's build when pyenv has one, else the one on PATH (a pyenv shim that
+# cannot run it is skipped quietly)
+python_for = $(shell for p in "$$(pyenv prefix $(1) 2>/dev/null)/bin/python$(1)" python$(1); do \
+	"$$p" -c '' >/dev/null 2>&1 && { command -v "$$p"; break; }; done)
 
-.PHONY: install redis-server test lint typecheck demo run bench clean
+.PHONY: install redis-server test test-one lint typecheck demo run bench clean
 
-$(VENV)/.installed: pyproject.toml
-	@test -n "$(PYTHON)" || { echo "Python >= 3.11 is required"; exit 1; }
-	$(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -e '.[test]'
+.venv-%/.installed: pyproject.toml
+	@p="$(call python_for,$*)"; test -n "$$p" || { \
+		echo "python$* is not installed: install it (pyenv install $*) or choose others," \
+		"e.g. make test PYTHONS=$(firstword $(PYTHONS))"; exit 1; }; \
+	"$$p" -m venv .venv-$* && \
+	.venv-$*/bin/python -m pip install --quiet --upgrade pip && \
+	.venv-$*/bin/python -m pip install --quiet -e '.[test]'
 	touch $@
 
 install: $(VENV)/.installed
@@ -33,6 +41,10 @@ typecheck: install
 	$(VENV)/bin/mypy supervisor
 
 test: install redis-server lint typecheck
+	@for v in $(PYTHONS); do $(MAKE) --no-print-directory test-one PYVER=$$v || exit 1; done
+
+test-one: install
+	@echo "== pytest on Python $(PYVER)"
 	$(PY) -m pytest
 
 # First look: a throwaway redis-server, the seed's faults one by one, a summary table.
@@ -49,4 +61,4 @@ bench: install redis-server
 	$(PY) bench/hot_path.py
 
 clean:
-	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache *.egg-info
+	rm -rf .venv .venv-* .mypy_cache .ruff_cache .pytest_cache *.egg-info

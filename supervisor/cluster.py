@@ -5,12 +5,16 @@ One task checks every node each round (a PING with a reply deadline on the
 supervisor's own connection per node), reads ``CLUSTER NODES`` to follow the
 topology, and publishes ``NodeStateChanged`` and ``TopologyChanged`` events.
 
-Two redis-py 8.1 behaviours are mended here, at their own depth:
+Three redis-py 8.1 behaviours are mended here, at their own depth:
 - after a connection error redis-py re-reads the topology and then sends
   ``COMMAND`` to its default node, outside its retry loop; when that node is
   the dead primary, commands for healthy shards fail. The command table does
   not change with the topology, so it is read once; and the default node is
   moved off any node a health check found down.
+- to force a topology refresh (CLUSTERDOWN, an uncovered slot, repeated MOVED)
+  redis-py calls ``aclose()``, which closes every node's sockets, in-flight
+  commands of healthy shards included. Here the refresh is only requested;
+  redis-py's refresh then recycles each connection once its command is done.
 - redis-py's cluster retries re-send writes whose reply was lost. The client
   here is built without them; ``SupervisedRedisCluster`` re-sends only what
   cannot be applied twice, after the next health round, within the deadline.
@@ -91,6 +95,19 @@ class SupervisedRedisCluster(RedisCluster):
         self.commands_parser = _CommandsOnce()
         self._owner = owner
         self._retryable = READ_ONLY | idempotent
+        self._supervised = True
+
+    async def aclose(self) -> None:
+        """While supervised: request a topology refresh, close nothing (see the module
+        docstring); the supervisor closes the client for real when it exits."""
+        if self._supervised:
+            self._initialize = True
+            return
+        await super().aclose()
+
+    async def _shutdown(self) -> None:
+        self._supervised = False
+        await self.aclose()
 
     async def execute_command(self, *args: Any, **kwargs: Any) -> Any:
         try:
@@ -244,7 +261,7 @@ class ClusterSupervisor(Observable, AsyncContextManagerMixin):
                 self._hub.close()
                 for probe in self._probes.values():
                     await probe.close()
-                await self.client.aclose()
+                await self.client._shutdown()
 
     async def _run(self) -> None:
         while True:

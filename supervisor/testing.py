@@ -45,6 +45,10 @@ def _admin(host: str, port: int, password: str | None) -> redis.Redis:
     )
 
 
+class PortTaken(RuntimeError):
+    """The port was taken by another process between choosing and binding it."""
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -91,6 +95,30 @@ class BinaryServer:
         return f"redis://{auth}{self.host}:{self.port}/0"
 
     def start(self, *, wait: bool = True) -> None:
+        """Start the server; with ``wait``, return once it answers and is ours.
+
+        On the first start a port another process took meanwhile (free ports are
+        only free when asked) is given up for a new one; a restart keeps its port.
+        """
+        first = self._proc is None
+        for _ in range(5):
+            self._spawn()
+            if not wait:
+                return
+            try:
+                self._wait_ours()
+                return
+            except PortTaken:
+                self.kill()
+                if not first:
+                    raise
+                self.port = self._pick_port()
+        raise RuntimeError(f"no free port for redis-server after 5 tries (last {self.port})")
+
+    def _pick_port(self) -> int:
+        return free_port()
+
+    def _args(self) -> list[str]:
         args = [
             self._binary,
             "--port",
@@ -111,9 +139,42 @@ class BinaryServer:
         ]
         if self.password:
             args += ["--requirepass", self.password]
-        self._proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        if wait:
-            wait_ping(self.host, self.port, self.password)
+        return args
+
+    def _spawn(self) -> None:
+        self._proc = subprocess.Popen(
+            self._args(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+        )
+
+    def _wait_ours(self) -> None:
+        """Until the server answers PING; ``PortTaken`` when our process exited or
+        another process answers on the port."""
+        proc = self._proc
+        assert proc is not None
+        deadline = time.monotonic() + BOUND
+        last: Exception | None = None
+        while time.monotonic() < deadline:
+            if proc.poll() is not None:
+                raise PortTaken(f"redis-server on port {self.port} exited ({proc.returncode})")
+            try:
+                with _admin(self.host, self.port, self.password) as r:
+                    r.ping()
+                    pid = int(r.info("server")["process_id"])
+            except redis.exceptions.BusyLoadingError:
+                return
+            except redis.exceptions.AuthenticationError as exc:
+                raise PortTaken(f"port {self.port} answers with another password") from exc
+            except redis.RedisError as exc:
+                last = exc
+                time.sleep(0.02)
+                continue
+            if pid != proc.pid:
+                raise PortTaken(f"port {self.port} is served by process {pid}, not ours")
+            return
+        self.kill()
+        raise RuntimeError(
+            f"redis on {self.host}:{self.port} did not answer PING within {BOUND} s: {last}"
+        )
 
     def _signal(self, sig: int) -> None:
         assert self._proc is not None
@@ -238,29 +299,27 @@ class SentinelServer(BinaryServer):
         self._master_port = master_port
         self._down_after_ms = down_after_ms
         self._conf = Path(self._dir) / "sentinel.conf"
-        self._conf.write_text(
-            f"port {self.port}\nbind 127.0.0.1\ndir {self._dir}\n"
-            f"sentinel resolve-hostnames no\n"
-            f"sentinel monitor {service} 127.0.0.1 {master_port} 2\n"
-            f"sentinel down-after-milliseconds {service} {down_after_ms}\n"
-            f"sentinel failover-timeout {service} 10000\n"
-            f"sentinel parallel-syncs {service} 1\n"
-        )
+        self._conf_port = 0
 
-    def start(self, *, wait: bool = True) -> None:
-        self._proc = subprocess.Popen(
-            [
-                self._binary,
-                str(self._conf),
-                "--sentinel",
-                "--logfile",
-                str(Path(self._dir) / "sentinel.log"),
-            ],
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )
-        if wait:
-            wait_ping(self.host, self.port)
+    def _args(self) -> list[str]:
+        # sentinel rewrites its file as it learns: write it anew only for a new port
+        if self._conf_port != self.port:
+            self._conf_port = self.port
+            self._conf.write_text(
+                f"port {self.port}\nbind 127.0.0.1\ndir {self._dir}\n"
+                f"sentinel resolve-hostnames no\n"
+                f"sentinel monitor {self._service} 127.0.0.1 {self._master_port} 2\n"
+                f"sentinel down-after-milliseconds {self._service} {self._down_after_ms}\n"
+                f"sentinel failover-timeout {self._service} 10000\n"
+                f"sentinel parallel-syncs {self._service} 1\n"
+            )
+        return [
+            self._binary,
+            str(self._conf),
+            "--sentinel",
+            "--logfile",
+            str(Path(self._dir) / "sentinel.log"),
+        ]
 
 
 class SentinelSetup:
@@ -269,17 +328,29 @@ class SentinelSetup:
     service = "mymaster"
 
     def __init__(self, *, down_after_ms: int = 1000) -> None:
+        self.sentinels: list[SentinelServer] = []
+        self._started: list[BinaryServer] = []
+        try:
+            self._start(down_after_ms)
+        except BaseException:
+            self.close()
+            raise
+
+    def _start(self, down_after_ms: int) -> None:
         self.master = BinaryServer("--repl-diskless-sync-delay", "0")
+        self._started.append(self.master)
         self.master.start()
         self.replica = BinaryServer(
             "--replicaof", "127.0.0.1", str(self.master.port), "--repl-diskless-sync-delay", "0"
         )
+        self._started.append(self.replica)
         self.replica.start()
         self.sentinels = [
             SentinelServer(self.service, self.master.port, down_after_ms=down_after_ms)
             for _ in range(3)
         ]
         for sentinel in self.sentinels:
+            self._started.append(sentinel)
             sentinel.start()
         self.wait_discovered()
 
@@ -323,7 +394,7 @@ class SentinelSetup:
         raise RuntimeError("no sentinel answered")
 
     def close(self) -> None:
-        for server in (*self.sentinels, self.replica, self.master):
+        for server in reversed(self._started):
             server.close()
 
 
@@ -342,11 +413,22 @@ def _cluster_port() -> int:
     raise RuntimeError("no free port pair for a cluster node")
 
 
+class ClusterNode(BinaryServer):
+    """A cluster-enabled ``redis-server`` whose bus port (port + 10000) is free too."""
+
+    def __init__(self, *extra: str) -> None:
+        super().__init__(*extra)
+        self.port = _cluster_port()
+
+    def _pick_port(self) -> int:
+        return _cluster_port()
+
+
 class ClusterSetup:
     """A Redis Cluster of 3 primaries and 3 replicas on loopback (binary backend only)."""
 
     def __init__(self, *, node_timeout_ms: int = 1000, full_coverage: bool = True) -> None:
-        self.nodes: list[BinaryServer] = []
+        self.nodes: list[ClusterNode] = []
         try:
             self._start(node_timeout_ms, full_coverage)
         except BaseException:
@@ -355,7 +437,7 @@ class ClusterSetup:
 
     def _start(self, node_timeout_ms: int, full_coverage: bool) -> None:
         self.nodes = [
-            BinaryServer(
+            ClusterNode(
                 "--cluster-enabled",
                 "yes",
                 "--cluster-config-file",
@@ -370,7 +452,6 @@ class ClusterSetup:
             for _ in range(6)
         ]
         for node in self.nodes:
-            node.port = _cluster_port()  # its bus listens on port + 10000
             node.start()
         cli = shutil.which("redis-cli")
         if cli is None:
@@ -396,7 +477,7 @@ class ClusterSetup:
     def seeds(self) -> list[str]:
         return [f"127.0.0.1:{n.port}" for n in self.nodes[:3]]
 
-    def node(self, address: str) -> BinaryServer:
+    def node(self, address: str) -> ClusterNode:
         return next(n for n in self.nodes if f"127.0.0.1:{n.port}" == address)
 
     def wait_ok(self, timeout: float = 30) -> None:

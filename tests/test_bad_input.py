@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import asyncio
+
 import anyio
 import pytest
 from structlog.testing import capture_logs
 
 from supervisor import (
     Cause,
+    ConfigError,
     ConnectionState,
     ReconnectScheduled,
     Supervisor,
@@ -111,10 +114,14 @@ async def test_logging_one_line_per_state_change_and_attempt(server, supervise):
     assert all({"attempt", "delay", "cause", "detail", "target"} <= set(a) for a in attempts)
 
 
-def test_config_error_before_anything_starts():
-    """An unknown key fails at construction, naming it: nothing is started."""
+async def test_config_error_before_anything_starts():
+    """An unknown key or a bad value fails at construction, naming it: no task, no
+    connection and no supervisor exists yet."""
+    tasks = asyncio.all_tasks()
     with pytest.raises(TypeError):
         SupervisorConfig(urll="redis://x")  # type: ignore[call-arg]
-    with pytest.raises(Exception, match="unknown key 'urll'"):
-        SupervisorConfig.from_mapping({"urll": "redis://x"})
-    assert Supervisor  # constructing needs a valid config first
+    with pytest.raises(ConfigError, match="unknown key 'urll'"):
+        Supervisor(SupervisorConfig.from_mapping({"urll": "redis://x"}))
+    with pytest.raises(ConfigError, match="max_connections"):
+        Supervisor(SupervisorConfig(max_connections=0))
+    assert asyncio.all_tasks() == tasks

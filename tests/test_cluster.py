@@ -18,6 +18,7 @@ from supervisor.metrics import Metrics
 from supervisor.service import health_response
 from supervisor.testing import ClusterSetup
 from tests.helpers.events import until
+from tests.helpers.loops import Tally, bounded
 
 READY = ConnectionState.READY
 
@@ -56,24 +57,28 @@ async def test_primary_killed_other_shards_never_fail(cluster, tmp_path):
     async with ClusterSupervisor(config) as sup, sup.subscribe(max_buffer=1000) as events:
         await sup.wait_for(READY, timeout=10)
         assert all(n.up for n in sup.nodes.values())
-        for key in shards.values():
-            await sup.client.set(key, key)
+        for address, key in shards.items():
+            # replication is asynchronous: what the readers assert on must be on the
+            # replica before its primary is killed
+            with cluster.node(address).admin() as admin:
+                admin.set(key, key)
+                assert admin.wait(1, 5000) == 1, f"{address}'s replica did not acknowledge"
         errors: dict[str, list[BaseException]] = {address: [] for address in shards}
-        reads: dict[str, int] = dict.fromkeys(shards, 0)
+        reads = {address: Tally() for address in shards}
 
         async def reader(address: str, key: str) -> None:
-            while True:
+            for _ in bounded(f"reader of {address}"):
                 try:
-                    assert await sup.client.get(key) == key.encode()
-                    reads[address] += 1
+                    value = await sup.client.get(key)
+                    if value != key.encode():
+                        raise AssertionError(f"GET {key} returned {value!r}")
+                    reads[address].add()
                 except Exception as exc:  # any error is recorded and fails the test
                     errors[address].append(exc)
                 await anyio.lowlevel.checkpoint()
 
         async def writer(address: str, key: str) -> None:
-            n = 0
-            while True:
-                n += 1
+            for n in bounded(f"writer of {address}"):
                 try:
                     await sup.client.set(f"{key}:w", n)
                 except Exception as exc:
@@ -104,9 +109,8 @@ async def test_primary_killed_other_shards_never_fail(cluster, tmp_path):
             await until(
                 events, lambda e: isinstance(e, StateChanged) and e.current is READY, bound=30
             )
-            served = reads[victim]
-            while reads[victim] < served + 20:  # the failed shard serves again, no restart
-                await anyio.lowlevel.checkpoint()
+            served = reads[victim].value  # the failed shard serves again, no restart
+            await reads[victim].reach(served + 20, f"reads on {victim} after the failover")
             tg.cancel_scope.cancel()
             assert {a: [str(e) for e in errs] for a, errs in errors.items()} == {
                 a: [] for a in shards

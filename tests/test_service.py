@@ -3,12 +3,9 @@
 from __future__ import annotations
 
 import json
-import os
 import re
 import signal
 import socket
-import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -19,24 +16,12 @@ import redis
 
 from supervisor import Alert, ConnectionState, ServerSampled
 from supervisor.monitor import Monitor, MonitorConfig
+from tests.helpers.child import python_m, run_python_m
 from tests.helpers.events import until
 from tests.helpers.servers import free_port, make_server
 
 ROOT = Path(__file__).resolve().parents[1]
 BOUND = 20.0
-
-
-def python_m(*args: str, **kwargs) -> subprocess.Popen[str]:
-    env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    return subprocess.Popen(
-        [sys.executable, "-m", "supervisor", *args],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        env=env,
-        cwd=ROOT,
-        **kwargs,
-    )
 
 
 def get(port: int, path: str) -> tuple[int, str]:
@@ -94,8 +79,7 @@ url = "{b.url}"
 health_check_interval = 0.2
 health_check_timeout = 0.2
 """)
-    proc = python_m("run", "--config", str(config))
-    try:
+    with python_m("run", "--config", str(config)) as proc:
         body = json.loads(wait_http(port, "/health", 200))
         assert body["status"] == "ready"
         assert set(body["targets"]) == {"cache", "queue"}
@@ -115,11 +99,7 @@ health_check_timeout = 0.2
         assert 'redis_connected_clients{target="queue"}' in metrics
         assert get(port, "/nope")[0] == 404
         proc.send_signal(signal.SIGTERM)
-        out, err = proc.communicate(timeout=BOUND)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.communicate()
+        out, err = proc.finish(timeout=BOUND)
     assert proc.returncode == 0, err
     lines = [json.loads(line) for line in out.splitlines()]
     names = {line["event"] for line in lines}
@@ -140,14 +120,10 @@ def test_sigint_also_stops_cleanly(shared_server, tmp_path):
     port = free_port()
     config = tmp_path / "s.toml"
     config.write_text(f'[http]\nport = {port}\n[targets.main]\nurl = "{shared_server.url}"\n')
-    proc = python_m("run", "--config", str(config))
-    try:
+    with python_m("run", "--config", str(config)) as proc:
         wait_http(port, "/health", 200)
         proc.send_signal(signal.SIGINT)
-        proc.communicate(timeout=BOUND)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
+        proc.finish(timeout=BOUND)
     assert proc.returncode == 0
 
 
@@ -168,9 +144,8 @@ def test_bad_config_exits_2_naming_key_and_file(tmp_path, text, named):
     """Bad config: exit 2 and a message naming the key and the file, before anything starts."""
     config = tmp_path / "bad.toml"
     config.write_text(text)
-    proc = python_m("run", "--config", str(config))
-    out, err = proc.communicate(timeout=BOUND)
-    assert proc.returncode == 2
+    code, out, err = run_python_m("run", "--config", str(config), timeout=BOUND)
+    assert code == 2
     assert named in err
     assert str(config) in err
     assert out == ""
@@ -285,39 +260,35 @@ def test_diagnose_exit_codes_and_json(server):
     with pytest.raises(redis.ConnectionError):
         redis.Redis(host=server.host, port=server.port).ping()
     admin.config_set("maxclients", 10000)
-    proc = python_m("diagnose", server.url)
-    out, err = proc.communicate(timeout=BOUND)
-    assert proc.returncode == 1, out + err
+    code, out, err = run_python_m("diagnose", server.url, timeout=BOUND)
+    assert code == 1, out + err
     # redis-py's own client retried 10 times: each attempt was one rejected connection
     assert re.search(
         r"rejected_connections is \d+: the maxclients limit \(now 10000\) was hit", out
     )
     assert "CONFIG SET maxclients" in out
-    proc = python_m("diagnose", server.url, "--json")
-    out, _ = proc.communicate(timeout=BOUND)
+    _, out, _ = run_python_m("diagnose", server.url, "--json", timeout=BOUND)
     report = json.loads(out)
     assert report["serious"] is True
     assert "serious" in {f["severity"] for f in report["findings"]}
     assert report["clients"]["total"] >= 1
     admin.close()
-    proc = python_m("diagnose", f"redis://127.0.0.1:{free_port()}/0")
-    out, err = proc.communicate(timeout=BOUND)
-    assert proc.returncode == 2
+    code, out, err = run_python_m("diagnose", f"redis://127.0.0.1:{free_port()}/0", timeout=BOUND)
+    assert code == 2
     assert "cannot connect" in err and "refused" in err.lower()
 
 
 def test_diagnose_healthy_server_exits_0(shared_server):
     """No serious finding: exit 0."""
-    proc = python_m("diagnose", shared_server.url)
-    out, err = proc.communicate(timeout=BOUND)
-    assert proc.returncode == 0, out + err
+    code, out, err = run_python_m("diagnose", shared_server.url, timeout=BOUND)
+    assert code == 0, out + err
 
 
+@pytest.mark.timeout(150)
 def test_demo_end_to_end():
     """The demo injects every fault and ends with a summary: no unexpected errors."""
-    proc = python_m("demo", "--quick")
-    out, err = proc.communicate(timeout=120)
-    assert proc.returncode == 0, out + err
+    code, out, err = run_python_m("demo", "--quick", timeout=120)
+    assert code == 0, out + err
     for cause in (
         "server_closed",
         "server_restart",

@@ -2,15 +2,17 @@
 
 It injects the faults a real network has: ``blackhole()`` swallows traffic in
 both directions while keeping sockets open, ``hold_replies()`` keeps the server's
-replies back until ``release_replies()``, and ``cut_reply_after(pattern)``
-forwards the next request containing ``pattern`` and closes that client
-connection when the server's reply arrives, without passing the reply on.
+replies back until ``release_replies()``, and ``cut_reply_after(command)``
+forwards the next request that sends ``command`` (the name exactly, as the first
+element of a RESP array) and closes that client connection when the server's
+reply arrives, without passing the reply on.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import re
 from types import TracebackType
 
 
@@ -23,7 +25,7 @@ class FaultProxy:
         self._released = asyncio.Event()
         self._released.set()
         self.held = asyncio.Event()
-        self._cut_pattern: bytes | None = None
+        self._cut_pattern: re.Pattern[bytes] | None = None
         self.cut_done = asyncio.Event()
         self._server: asyncio.Server | None = None
         self._tasks: set[asyncio.Task[None]] = set()
@@ -62,9 +64,12 @@ class FaultProxy:
     def release_replies(self) -> None:
         self._released.set()
 
-    def cut_reply_after(self, pattern: bytes) -> None:
+    def cut_reply_after(self, command: bytes) -> None:
+        """``b"GET"`` matches ``GET key`` but not ``CONFIG GET`` or ``GETEX``."""
         self.cut_done.clear()
-        self._cut_pattern = pattern
+        self._cut_pattern = re.compile(
+            rb"\*\d+\r\n\$\d+\r\n" + re.escape(command) + rb"\r\n", re.IGNORECASE
+        )
 
     async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         self.accepted += 1
@@ -106,7 +111,7 @@ class FaultProxy:
                 return
             if self.blackholed:
                 continue
-            if upstream and self._cut_pattern is not None and self._cut_pattern in data:
+            if upstream and self._cut_pattern is not None and self._cut_pattern.search(data):
                 self._cut_pattern = None
                 armed.set()
             elif not upstream and armed.is_set():

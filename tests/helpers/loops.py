@@ -1,0 +1,44 @@
+"""Bounded loops for tests: every loop ends, and a loop that runs too long fails
+the test saying what it waited for and what it saw."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+
+import anyio
+
+from tests.helpers.events import BOUND
+
+__all__ = ("Tally", "bounded")
+
+
+def bounded(what: str, *, count: int = 1_000_000, seconds: float = 60.0) -> Iterator[int]:
+    """Rounds of a load loop (a reader, a writer): fails past ``count`` rounds or
+    ``seconds``, so a loop whose stop never comes cannot hang the suite."""
+    deadline = time.monotonic() + seconds
+    for i in range(count):
+        if time.monotonic() > deadline:
+            raise AssertionError(f"{what}: still looping after {seconds:g} s ({i} rounds)")
+        yield i
+    raise AssertionError(f"{what}: still looping after {count} rounds")
+
+
+class Tally:
+    """A count that load tasks raise and the test waits on: ``await tally.reach(n, what)``."""
+
+    def __init__(self) -> None:
+        self.value = 0
+        self._changed = anyio.Event()
+
+    def add(self) -> None:
+        self.value += 1
+        self._changed.set()
+        self._changed = anyio.Event()
+
+    async def reach(self, target: int, what: str, bound: float = BOUND) -> None:
+        with anyio.move_on_after(bound):
+            while self.value < target:
+                await self._changed.wait()
+            return
+        raise AssertionError(f"waited {bound:g} s for {what}: reached {self.value} of {target}")

@@ -16,7 +16,7 @@ from typing import Any
 import anyio
 from redis.asyncio import Redis
 from redis.asyncio.client import Pipeline
-from redis.exceptions import BusyLoadingError, MaxConnectionsError, ReadOnlyError
+from redis.exceptions import BusyLoadingError, ReadOnlyError
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
@@ -25,11 +25,12 @@ from supervisor.commands import READ_ONLY, command_name
 from supervisor.errors import OutcomeUnknown, SupervisorError, Unavailable
 from supervisor.losses import Loss, describe
 from supervisor.pool import NotSent, SupervisedConnectionPool
+from supervisor.schedule import Showed
 
 __all__ = ("SupervisedPipeline", "SupervisedRedis")
 
 _ATTEMPTS = 3
-_NOT_OURS = (SupervisorError, MaxConnectionsError)
+_NOT_OURS = (SupervisorError,)
 _NOT_APPLIED = (NotSent, BusyLoadingError, ReadOnlyError)
 _RECOVERABLE = (RedisConnectionError, RedisTimeoutError, ReadOnlyError)
 _RECOVERABLE_BATCH = (RedisConnectionError, RedisTimeoutError)
@@ -70,7 +71,15 @@ class SupervisedRedis(Redis):
         for _ in range(_ATTEMPTS):
             cause = Cause.READONLY if isinstance(exc, ReadOnlyError) else None
             stalled = isinstance(exc, RedisTimeoutError)
-            loss = Loss(describe(exc), None, command_failed=True, cause=cause, stalled=stalled)
+            turned_away = isinstance(exc, NotSent) and exc.showed is Showed.TURNED_AWAY
+            loss = Loss(
+                describe(exc),
+                None,
+                command_failed=True,
+                cause=cause,
+                stalled=stalled,
+                turned_away=turned_away,
+            )
             watcher.connection_lost(loss)
             if not isinstance(exc, _NOT_APPLIED) and not retryable:
                 raise OutcomeUnknown(name, describe(exc)) from exc

@@ -210,6 +210,7 @@ class ClusterSupervisor(Observable, AsyncContextManagerMixin):
             state=self._state,
             generation=0,
             connect_attempts=0,
+            connect_attempts_by_cause={},
             connections_lost=0,
             health_checks=self._rounds_done,
             health_latency=max(latencies) if latencies else None,

@@ -53,8 +53,13 @@ class SupervisorConfig:
         health_check_interval: seconds between health checks (PING with a
             reply deadline) that run whether or not the app sends commands.
         health_check_timeout: seconds a health check waits for its reply.
-        backoff_base / backoff_cap: bounds, in seconds, of the delay between
-            reconnect attempts; ``backoff_jitter`` is ``"full"`` or ``"decorrelated"``.
+        refused_interval: seconds between attempts while nothing listens (connection
+            refused): such an attempt costs the server nothing, so it does not grow.
+        backoff_base / backoff_cap: bounds, in seconds, of the growing delay after an
+            attempt that something accepted and then turned away (maxclients,
+            LOADING, a reset, a timeout); ``backoff_jitter`` is ``"equal"``,
+            ``"full"`` or ``"decorrelated"``.
+        auth_retry_interval: seconds between attempts while the credentials are refused.
         command_deadline: seconds a command waits through an outage before it
             fails with ``Unavailable``.
         offline: ``"wait"`` (commands wait up to ``command_deadline``) or
@@ -82,9 +87,11 @@ class SupervisorConfig:
     client_name: str = "supervisor"
     health_check_interval: float = 1.0
     health_check_timeout: float = 0.5
-    backoff_base: float = 0.1
-    backoff_cap: float = 10.0
-    backoff_jitter: Literal["full", "decorrelated"] = "full"
+    refused_interval: float = 0.02
+    backoff_base: float = 0.2
+    backoff_cap: float = 0.5
+    backoff_jitter: Literal["equal", "full", "decorrelated"] = "equal"
+    auth_retry_interval: float = 5.0
     command_deadline: float = 10.0
     offline: Offline = "wait"
     max_waiters: int = 1000
@@ -256,20 +263,32 @@ def _closest(key: str, known: set[str]) -> str:
     return f" (did you mean {match[0]!r}?)" if match else ""
 
 
+_MAX_SECONDS = 86400.0
+"""A day: longer waits are a typo (or ``inf``), not a setting."""
+
+
 def _validate(c: SupervisorConfig) -> None:
     _validate_url(c.url)
     numbers: dict[str, float] = {
         "health_check_interval": c.health_check_interval,
         "health_check_timeout": c.health_check_timeout,
+        "refused_interval": c.refused_interval,
         "backoff_base": c.backoff_base,
         "backoff_cap": c.backoff_cap,
+        "auth_retry_interval": c.auth_retry_interval,
         "command_deadline": c.command_deadline,
         "socket_timeout": c.socket_timeout,
         "socket_connect_timeout": c.socket_connect_timeout,
     }
     for name, value in numbers.items():
-        if isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0:
-            raise ConfigError(f"{name} must be a number of seconds > 0, got {value!r}")
+        if (
+            isinstance(value, bool)
+            or not isinstance(value, (int, float))
+            or not 0 < value < _MAX_SECONDS
+        ):
+            raise ConfigError(
+                f"{name} must be a number of seconds > 0 and < {_MAX_SECONDS:g}, got {value!r}"
+            )
     integers: dict[str, int] = {
         "max_waiters": c.max_waiters,
         "max_connections": c.max_connections,
@@ -292,9 +311,9 @@ def _validate(c: SupervisorConfig) -> None:
         )
     if c.offline not in ("wait", "fail_fast"):
         raise ConfigError(f"offline must be 'wait' or 'fail_fast', got {c.offline!r}")
-    if c.backoff_jitter not in ("full", "decorrelated"):
+    if c.backoff_jitter not in ("equal", "full", "decorrelated"):
         raise ConfigError(
-            f"backoff_jitter must be 'full' or 'decorrelated', got {c.backoff_jitter!r}"
+            f"backoff_jitter must be 'equal', 'full' or 'decorrelated', got {c.backoff_jitter!r}"
         )
     if c.server_idle_timeout is not None and (
         isinstance(c.server_idle_timeout, bool)

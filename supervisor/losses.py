@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from typing import Protocol
 
 from supervisor.causes import Cause
+from supervisor.errors import Unavailable
 from supervisor.gate import Gate
 
 __all__ = ("Loss", "Watcher", "describe")
@@ -32,6 +33,9 @@ class Loss:
     output_buffer_limit: str | None = None
     stalled: bool = False
     """The client gave up waiting for a reply: nobody closed the connection."""
+    turned_away: bool = False
+    """A new connection was accepted and then refused (maxclients, a reset during the
+    handshake): the server may be up but full."""
 
 
 class Watcher(Protocol):
@@ -43,6 +47,10 @@ class Watcher(Protocol):
     def command_deadline(self) -> float: ...
 
     def connection_lost(self, loss: Loss) -> None: ...
+
+    def unavailable(self, why: str) -> Unavailable:
+        """The error for a command that cannot be served, naming the target's state."""
+        ...
 
 
 def describe(exc: BaseException) -> str:

@@ -14,14 +14,14 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.registry import Collector
 
 from supervisor.cluster import ClusterSupervisor
-from supervisor.events import ConnectionLost, Event, ReconnectScheduled, StateChanged
+from supervisor.events import ConnectionLost, Event, StateChanged
 from supervisor.monitor import Monitor
 from supervisor.state import ConnectionState
 from supervisor.supervisor import Supervisor
 
 __all__ = ("Metrics",)
 
-_DOWN = (ConnectionState.RECONNECTING, ConnectionState.UNHEALTHY)
+_DOWN = (ConnectionState.RECONNECTING, ConnectionState.UNHEALTHY, ConnectionState.OVERLOADED)
 
 
 class Metrics(Collector):
@@ -29,15 +29,11 @@ class Metrics(Collector):
         self._supervisors = supervisors
         self.monitors: dict[str, Monitor] = {}
         self._losses: Counter[tuple[str, str]] = Counter()
-        self._attempts: Counter[tuple[str, str]] = Counter()
         self.registry = CollectorRegistry(auto_describe=False)
         self.registry.register(self)
 
     def record(self, name: str, event: Event) -> None:
         """Count what an event says; called for every event of target ``name``."""
-        if isinstance(event, ReconnectScheduled):
-            self._attempts[(name, event.cause.value)] += 1
-            return
         lost = None
         if isinstance(event, ConnectionLost) or (
             isinstance(event, StateChanged) and event.current in _DOWN
@@ -90,8 +86,9 @@ class Metrics(Collector):
             "Failed reconnect attempts, by cause",
             labels=["target", "cause"],
         )
-        for (name, cause), n in sorted(self._attempts.items()):
-            attempts.add_metric([name, cause], n)
+        for name, sup in self._supervisors.items():
+            for cause, n in sorted(sup.statistics().connect_attempts_by_cause.items()):
+                attempts.add_metric([name, cause], n)
         yield from (losses, attempts)
         yield from self._server_metrics()
 

@@ -1,8 +1,14 @@
 """The supervised connection pool: redis-py's pool with admission and checkout checks.
 
-On the command path it adds one attribute test (is the gate open?) and one
-integer compare (is the connection from the current generation?). Everything
-else (health checks, attribution, reconnecting) happens beside it.
+On the command path it adds one attribute test (is the gate open?), one
+(may it dial?) and one integer compare (is the connection from the current
+generation?). Everything else (health checks, attribution, reconnecting)
+happens beside it.
+
+A command that finds no idle connection and may not open one (the pool is at
+``max_connections``, or the server turns new connections away) waits for a
+released one instead of failing: bounded by ``command_deadline`` and counted
+against ``max_waiters``.
 """
 
 from __future__ import annotations
@@ -19,16 +25,31 @@ from redis.asyncio.connection import (
     UnixDomainSocketConnection,
 )
 from redis.exceptions import ConnectionError as RedisConnectionError
-from redis.exceptions import MaxConnectionsError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
+from supervisor.causes import Evidence, attribute
 from supervisor.losses import Loss, Watcher, describe
+from supervisor.schedule import Showed, showed_by
 
 __all__ = ("NotSent", "SupervisedConnectionPool", "connection_class_for")
 
 
 class NotSent(RedisConnectionError):
     """No connection could be made, so the command never left the client."""
+
+    def __init__(self, message: str, *, showed: Showed) -> None:
+        super().__init__(message)
+        self.showed = showed
+
+
+class _NoConnection(Exception):
+    """No idle connection, and no new one may be opened now: wait for a release."""
+
+
+def _not_sent(exc: BaseException) -> NotSent:
+    error = describe(exc)
+    cause, _ = attribute(Evidence(error=error, reachable=False))
+    return NotSent(error, showed=showed_by(exc, cause))
 
 
 class _Tracked:
@@ -68,19 +89,103 @@ class SupervisedConnectionPool(ConnectionPool):
     def __init__(self, *, watcher: Watcher, **kwargs: Any) -> None:
         self._watcher = watcher
         self._gate = watcher.gate
+        self.dialing = True
+        """False while the server turns new connections away: only idle ones are used."""
+        self.waiters = 0
+        """Commands waiting for a connection to be released."""
+        self._released: anyio.Event | None = None
         super().__init__(**kwargs)
 
     async def get_connection(
         self, command_name: Any = None, *keys: Any, **options: Any
     ) -> AbstractConnection:
+        deadline = None
         if not self._gate.is_open:
-            await self._gate.wait_open(anyio.current_time() + self._watcher.command_deadline)
+            deadline = anyio.current_time() + self._watcher.command_deadline
+            await self._gate.wait_open(deadline)
         try:
             return await super().get_connection()  # type: ignore[no-untyped-call,no-any-return]
-        except MaxConnectionsError:
-            raise
+        except _NoConnection:
+            pass
         except (RedisConnectionError, RedisTimeoutError, OSError) as exc:
-            raise NotSent(describe(exc)) from exc
+            raise _not_sent(exc) from exc
+        if deadline is None:
+            deadline = anyio.current_time() + self._watcher.command_deadline
+        return await self._wait_for_release(deadline)
+
+    def get_available_connection(self) -> AbstractConnection:
+        if self.dialing:
+            if self._available_connections or len(self._in_use_connections) < self.max_connections:
+                return super().get_available_connection()  # type: ignore[no-untyped-call,no-any-return]
+            raise _NoConnection
+        generation = self._gate.generation
+        available = self._available_connections
+        for i in range(len(available) - 1, -1, -1):
+            conn: Any = available[i]
+            if conn.is_connected and conn.generation == generation:
+                del available[i]
+                self._in_use_connections.add(conn)
+                return conn  # type: ignore[no-any-return]
+        raise _NoConnection
+
+    async def _wait_for_release(self, deadline: float) -> AbstractConnection:
+        gate = self._gate
+        if self.waiters + gate.waiters >= gate.max_waiters:
+            raise self._watcher.unavailable(
+                f"{self.waiters + gate.waiters} commands already wait (max_waiters)"
+            )
+        self.waiters += 1
+        try:
+            while True:
+                if self._released is None:
+                    self._released = anyio.Event()
+                released = self._released
+                remaining = deadline - anyio.current_time()
+                if remaining <= 0:
+                    raise self._watcher.unavailable(self._why_waiting())
+                with anyio.move_on_after(remaining):
+                    await released.wait()
+                if not gate.is_open:
+                    await gate.wait_open(deadline)
+                try:
+                    return await super().get_connection()  # type: ignore[no-untyped-call,no-any-return]
+                except _NoConnection:
+                    continue
+                except (RedisConnectionError, RedisTimeoutError, OSError) as exc:
+                    raise _not_sent(exc) from exc
+        finally:
+            self.waiters -= 1
+
+    def _why_waiting(self) -> str:
+        if not self.dialing:
+            return (
+                "command_deadline passed waiting for a connection: the server turns new "
+                "ones away and none was released"
+            )
+        return (
+            f"command_deadline passed waiting for a connection: all max_connections="
+            f"{self.max_connections} stayed in use; raise max_connections or hold "
+            "connections for less time"
+        )
+
+    def _wake_waiters(self) -> None:
+        released, self._released = self._released, None
+        if released is not None:
+            released.set()
+
+    def allow_dialing(self, allowed: bool) -> None:
+        self.dialing = allowed
+        if allowed:
+            self._wake_waiters()
+
+    async def adopt(self, connection: AbstractConnection) -> None:
+        """Add a connection the prober opened, and hand it to a waiting command."""
+        conn: Any = connection
+        conn.generation = self._gate.generation
+        conn.last_used = time.monotonic()
+        async with self._lock:
+            self._available_connections.append(connection)
+        self._wake_waiters()
 
     async def ensure_connection(self, connection: AbstractConnection) -> None:
         conn: Any = connection
@@ -114,6 +219,8 @@ class SupervisedConnectionPool(ConnectionPool):
         conn: Any = connection
         conn.last_used = time.monotonic()
         await super().release(connection)
+        if self._released is not None:
+            self._wake_waiters()
 
     async def refresh_idle(self, idle_for: float, timeout: float) -> None:
         """PING every pooled connection idle for ``idle_for`` seconds, so the

@@ -20,8 +20,9 @@ from redis.exceptions import RedisError, ResponseError
 from supervisor import replies
 from supervisor.causes import Cause, Evidence, attribute
 from supervisor.losses import describe
+from supervisor.schedule import Showed, showed_by
 
-__all__ = ("Probe", "ProbeFailed", "ServerFacts")
+__all__ = ("Probe", "ProbeFailed", "ServerFacts", "drop")
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -46,14 +47,23 @@ class ProbeFailed(Exception):
     """A probe could not connect or did not get its reply.
 
     ``stalled`` is true when the server accepted the connection but did not
-    answer in time (it is stopped, or packets are being dropped).
+    answer in time (it is stopped, or packets are being dropped); ``showed``
+    is what the attempt showed, which decides when the next one comes.
     """
 
-    def __init__(self, cause: Cause, detail: str, *, stalled: bool = False) -> None:
+    def __init__(
+        self,
+        cause: Cause,
+        detail: str,
+        *,
+        stalled: bool = False,
+        showed: Showed = Showed.TURNED_AWAY,
+    ) -> None:
         super().__init__(detail)
         self.cause = cause
         self.detail = detail
         self.stalled = stalled
+        self.showed = showed
 
 
 class Probe:
@@ -94,7 +104,7 @@ class Probe:
             with anyio.fail_after(self._connect_timeout + self._timeout):
                 await conn.connect()
         except TimeoutError:
-            await _drop(conn)
+            await drop(conn)
             raise ProbeFailed(
                 Cause.NETWORK,
                 f"connected but no handshake reply within "
@@ -102,10 +112,10 @@ class Probe:
                 stalled=True,
             ) from None
         except (RedisError, OSError) as exc:
-            await _drop(conn)
+            await drop(conn)
             raise _failed(exc) from None
         except BaseException:
-            await _drop(conn)
+            await drop(conn)
             raise
         self._conn = conn
 
@@ -161,7 +171,7 @@ class Probe:
     async def close(self) -> None:
         conn, self._conn = self._conn, None
         if conn is not None:
-            await _drop(conn)
+            await drop(conn)
 
     async def call(self, *args: Any) -> Any:
         """One command on the probe connection, under the health-check deadline."""
@@ -195,9 +205,9 @@ class Probe:
 
 def _failed(exc: BaseException) -> ProbeFailed:
     cause, detail = attribute(Evidence(error=describe(exc), reachable=False))
-    return ProbeFailed(cause, detail)
+    return ProbeFailed(cause, detail, showed=showed_by(exc, cause))
 
 
-async def _drop(conn: AbstractConnection) -> None:
+async def drop(conn: AbstractConnection) -> None:
     with anyio.CancelScope(shield=True), anyio.move_on_after(1), suppress(RedisError, OSError):
         await conn.disconnect(nowait=True)

@@ -22,8 +22,12 @@ class ConnectionState(enum.Enum):
     """Health checks pass; commands run."""
     UNHEALTHY = "unhealthy"
     """The server accepts connections but does not answer health checks."""
+    OVERLOADED = "overloaded"
+    """The server turns new connections away (maxclients) while existing ones work:
+    commands run on those or wait for one to be released; only the prober dials,
+    one attempt at a time."""
     RECONNECTING = "reconnecting"
-    """The connection was lost; one prober reconnects with backoff."""
+    """The connection was lost; one prober reconnects, as soon as the evidence allows."""
     CLOSED = "closed"
     """The supervisor stopped; nothing runs any more."""
 
@@ -31,8 +35,9 @@ class ConnectionState(enum.Enum):
 _S = ConnectionState
 ALLOWED: Final[Mapping[ConnectionState, frozenset[ConnectionState]]] = {
     _S.CONNECTING: frozenset({_S.READY, _S.UNHEALTHY, _S.RECONNECTING, _S.CLOSED}),
-    _S.READY: frozenset({_S.UNHEALTHY, _S.RECONNECTING, _S.CLOSED}),
+    _S.READY: frozenset({_S.UNHEALTHY, _S.OVERLOADED, _S.RECONNECTING, _S.CLOSED}),
     _S.UNHEALTHY: frozenset({_S.READY, _S.RECONNECTING, _S.CLOSED}),
+    _S.OVERLOADED: frozenset({_S.READY, _S.UNHEALTHY, _S.RECONNECTING, _S.CLOSED}),
     _S.RECONNECTING: frozenset({_S.READY, _S.UNHEALTHY, _S.CLOSED}),
     _S.CLOSED: frozenset(),
 }

@@ -20,8 +20,8 @@ import anyio
 from anyio import AsyncContextManagerMixin
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
+from redis.exceptions import RedisError
 
-from supervisor.backoff import Backoff
 from supervisor.causes import Cause, Evidence, attribute, fix_for
 from supervisor.client import SupervisedRedis
 from supervisor.config import SupervisorConfig
@@ -34,11 +34,12 @@ from supervisor.events import (
     ReconnectScheduled,
 )
 from supervisor.gate import Admission, Gate
-from supervisor.losses import Loss
+from supervisor.losses import Loss, describe
 from supervisor.observable import Observable
 from supervisor.pool import SupervisedConnectionPool, connection_class_for
-from supervisor.probe import Probe, ProbeFailed, ServerFacts
+from supervisor.probe import Probe, ProbeFailed, ServerFacts, drop
 from supervisor.pubsub import SupervisedPubSub
+from supervisor.schedule import Schedule, Showed, showed_by
 from supervisor.sentinel import SentinelNotice, SentinelWatcher, parse_address
 from supervisor.state import ConnectionState
 
@@ -46,6 +47,10 @@ __all__ = ("Supervisor", "SupervisorStatistics")
 
 
 _MAX_PENDING_LOSSES = 1000
+_SERVING = (ConnectionState.READY, ConnectionState.UNHEALTHY, ConnectionState.OVERLOADED)
+_DISCOVERY_GAP = 0.1
+"""Seconds between asking the sentinels while reconnecting fast: their pushes
+(``+switch-master``) cut any wait short, so polling faster buys nothing."""
 
 
 class SupervisorStatistics(NamedTuple):
@@ -56,11 +61,14 @@ class SupervisorStatistics(NamedTuple):
     """How many times the pool was renewed after an outage (1 after the first connect)."""
     connect_attempts: int
     """Failed connection attempts by the prober."""
+    connect_attempts_by_cause: dict[str, int]
+    """The same, by cause (``Cause.value``)."""
     connections_lost: int
     health_checks: int
     health_latency: float | None
     """Seconds the last PING took, or None before the first."""
     waiters: int
+    """Commands waiting: at the gate, or for a connection to be released."""
     subscribers: int
     dropped_events: int
     """Events subscribers lost to a full buffer (current subscribers only)."""
@@ -122,15 +130,30 @@ class Supervisor(Observable, AsyncContextManagerMixin):
             connect_timeout=config.socket_connect_timeout,
             idle_timeout=config.server_idle_timeout,
         )
-        self._backoff = Backoff(
-            config.backoff_base, config.backoff_cap, jitter=config.backoff_jitter, rng=rng
+        self._schedule = Schedule(
+            refused_interval=config.refused_interval,
+            backoff_base=config.backoff_base,
+            backoff_cap=config.backoff_cap,
+            jitter=config.backoff_jitter,
+            auth_retry_interval=config.auth_retry_interval,
+            rng=rng,
         )
+        self._situation: tuple[Cause, Showed] | None = None
         self._facts: ServerFacts | None = None
         self._losses: list[Loss] = []
         self._failed_commands = 0
+        self._turned_away: Loss | None = None
+        """The last new connection turned away since the gate last opened."""
         self._wake: anyio.Event | None = None
+        """Set when a command failed: check now (made on entering: anyio needs a loop)."""
+        self._hint: anyio.Event | None = None
+        """Set on evidence that the target may be back: end the prober's wait now."""
+        self._round_due = 0.0
+        self._dial_due = 0.0
+        self._discovered_at = -_DISCOVERY_GAP
         self._entered = False
         self._connect_attempts = 0
+        self._attempts_by_cause: Counter[str] = Counter()
         self._connections_lost = 0
         self._health_checks = 0
 
@@ -145,10 +168,11 @@ class Supervisor(Observable, AsyncContextManagerMixin):
             state=self._state,
             generation=self.gate.generation,
             connect_attempts=self._connect_attempts,
+            connect_attempts_by_cause=dict(self._attempts_by_cause),
             connections_lost=self._connections_lost,
             health_checks=self._health_checks,
             health_latency=self._probe.latency,
-            waiters=self.gate.waiters,
+            waiters=self.gate.waiters + self._pool.waiters,
             subscribers=len(self._hub),
             dropped_events=self._hub.dropped,
             sentinels_watched=self._sentinel.watching if self._sentinel else 0,
@@ -178,7 +202,7 @@ class Supervisor(Observable, AsyncContextManagerMixin):
         if self._entered:
             raise RuntimeError("a Supervisor can be entered only once; create a new one")
         self._entered = True
-        self._wake = anyio.Event()
+        self._wake, self._hint = anyio.Event(), anyio.Event()
         try:
             async with anyio.create_task_group() as tg:
                 tg.start_soon(self._run)
@@ -213,14 +237,24 @@ class Supervisor(Observable, AsyncContextManagerMixin):
                     f"{loss.error}: the server became a replica (failover?); reconnecting "
                     "until the URL leads to a master",
                 )
-        elif len(self._losses) < _MAX_PENDING_LOSSES:
+        elif len(self._losses) < _MAX_PENDING_LOSSES and not loss.turned_away:
             self._losses.append(loss)
+        if loss.turned_away:
+            self._turned_away = loss
         if loss.command_failed:
             self._failed_commands += 1
             if self.gate.admission is Admission.OPEN:
                 self.gate.set(Admission.VERIFYING, self._refusal())
         if self._wake is not None:
             self._wake.set()
+
+    def unavailable(self, why: str) -> Unavailable:
+        return _Refusal(self)(why)
+
+    def hint(self) -> None:
+        """Evidence that the target may be back: the prober tries now, not after its wait."""
+        if self._hint is not None:
+            self._hint.set()
 
     # -- the background task ----------------------------------------------------------
 
@@ -231,18 +265,34 @@ class Supervisor(Observable, AsyncContextManagerMixin):
             else:
                 await self._check_once()
 
+    async def _rest(self, delay: float) -> bool:
+        """Wait ``delay`` seconds, or less if a hint comes; True if one came."""
+        hint = self._hint
+        assert hint is not None
+        with anyio.move_on_after(delay):
+            await hint.wait()
+        if hint.is_set():
+            self._hint = anyio.Event()
+            return True
+        return False
+
     async def _connect_once(self) -> None:
         try:
-            if self._sentinel is not None:
+            if self._sentinel is not None and (
+                time.monotonic() - self._discovered_at >= _DISCOVERY_GAP
+            ):
+                self._discovered_at = time.monotonic()
                 await self._follow(await self._sentinel.discover(), self._cause or Cause.FAILOVER)
             facts = await self._probe.open()
         except ProbeFailed as failure:
-            await anyio.sleep(self._schedule_retry(failure.cause, failure.detail))
+            delay = self._schedule_retry(failure.cause, failure.detail, failure.showed)
+            if await self._rest(delay):
+                self._discovered_at = -_DISCOVERY_GAP
             return
         if self._needs_master() and facts.role != "master":
             await self._probe.close()
             detail = f"the server is a replica (role {facts.role}); writes would fail"
-            await anyio.sleep(self._schedule_retry(Cause.READONLY, detail))
+            await self._rest(self._schedule_retry(Cause.READONLY, detail, Showed.TURNED_AWAY))
             return
         self._recovered(facts)
 
@@ -300,7 +350,7 @@ class Supervisor(Observable, AsyncContextManagerMixin):
             )
         elif notice.kind == "switch-master" and notice.new_master is not None:
             first_sign = Cause.FAILOVER
-            if state in (ConnectionState.READY, ConnectionState.UNHEALTHY):
+            if state in _SERVING:
                 self._transition(ConnectionState.RECONNECTING, Cause.FAILOVER, notice.detail)
             elif self._cause is not None:
                 first_sign = self._cause  # already down: that was the first sign
@@ -316,7 +366,7 @@ class Supervisor(Observable, AsyncContextManagerMixin):
                     self._connection_kwargs.get("host"),
                     self._connection_kwargs.get("port"),
                 ):
-                    if self._state in (ConnectionState.READY, ConnectionState.UNHEALTHY):
+                    if self._state in _SERVING:
                         self._transition(
                             ConnectionState.RECONNECTING,
                             Cause.FAILOVER,
@@ -325,21 +375,31 @@ class Supervisor(Observable, AsyncContextManagerMixin):
                     await self._follow(address, Cause.FAILOVER)
         if self._wake is not None:
             self._wake.set()
+        self.hint()
 
-    def _schedule_retry(self, cause: Cause, detail: str) -> float:
+    def _schedule_retry(self, cause: Cause, detail: str, showed: Showed) -> float:
+        """Count a failed attempt and return the wait before the next one. One event
+        (and one log line) per situation: a new cause, or a new kind of answer."""
         self._connect_attempts += 1
+        self._attempts_by_cause[cause.value] += 1
         self._cause, self._detail = cause, detail
-        self._admit_while_down(cause)
-        delay = self.config.backoff_cap if cause is Cause.AUTH else self._backoff.next_delay()
-        attempt = self._backoff.attempt if cause is not Cause.AUTH else self._connect_attempts
-        self._publish(
-            ReconnectScheduled, attempt=attempt, delay=round(delay, 3), cause=cause, detail=detail
-        )
+        if self._state is not ConnectionState.OVERLOADED:
+            self._admit_while_down(cause)
+        delay = self._schedule.next_delay(showed)
+        if self._situation != (cause, showed):
+            self._situation = (cause, showed)
+            self._publish(
+                ReconnectScheduled,
+                attempt=self._schedule.attempts,
+                delay=round(delay, 3),
+                cause=cause,
+                detail=_RETRYING[showed].format(detail=detail),
+            )
         return delay
 
     def _recovered(self, facts: ServerFacts) -> None:
         previous, down_cause = self._facts, self._cause
-        self._backoff.reset()
+        self._schedule.reset()
         self._losses.clear()
         if self._state is ConnectionState.CONNECTING:
             cause, detail = None, f"connected to Redis {facts.version}"
@@ -359,13 +419,31 @@ class Supervisor(Observable, AsyncContextManagerMixin):
         self._transition(ConnectionState.READY, cause, detail)
 
     async def _check_once(self) -> None:
+        """Sleep until the next health round (or, when overloaded, the next new
+        connection to try) unless a failed command asks for a check first.
+
+        A full round (PING, the server facts, idle connections) runs at most once per
+        ``health_check_interval`` whatever fails; a failed command only costs a PING.
+        """
         wake = self._wake
         assert wake is not None
-        with anyio.move_on_after(self._period()):
+        due = self._round_due
+        if self._state is ConnectionState.OVERLOADED:
+            due = min(due, self._dial_due)
+        with anyio.move_on_after(max(0.0, due - time.monotonic())):
             await wake.wait()
         self._wake = anyio.Event()
-        if self._state not in (ConnectionState.READY, ConnectionState.UNHEALTHY):
+        if self._state not in _SERVING:
             return
+        if time.monotonic() >= self._round_due:
+            await self._round()
+        elif wake.is_set():
+            await self._verify()
+        if self._state is ConnectionState.OVERLOADED and time.monotonic() >= self._dial_due:
+            await self._dial_once()
+
+    async def _round(self) -> None:
+        self._round_due = time.monotonic() + self._period()
         failed_before = self._failed_commands
         self._health_checks += 1
         try:
@@ -381,6 +459,48 @@ class Supervisor(Observable, AsyncContextManagerMixin):
         self._healthy(facts, failed_before)
         refresh_after = (facts.idle_timeout or 0) / 3 or float("inf")
         await self._pool.refresh_idle(refresh_after, self.config.health_check_timeout)
+
+    async def _verify(self) -> None:
+        """A command failed: one PING says whether the server still answers."""
+        failed_before = self._failed_commands
+        try:
+            if not self._probe.is_open:
+                facts: ServerFacts | None = await self._probe.open()
+            else:
+                await self._probe.ping()
+                facts = None
+        except ProbeFailed as failure:
+            await self._check_failed(failure)
+            return
+        self._healthy(facts, failed_before)
+
+    async def _dial_once(self) -> None:
+        """Overloaded: try one new connection. Accepted, it joins the pool and the target
+        is READY; refused, nothing listens any more; turned away, wait longer."""
+        conn = self._pool.make_connection()  # type: ignore[no-untyped-call]
+        timeout = self.config.socket_connect_timeout + self.config.health_check_timeout
+        try:
+            with anyio.fail_after(timeout):
+                await conn.connect()
+        except (RedisError, OSError, TimeoutError) as exc:
+            await drop(conn)
+            error = (
+                describe(exc) if not isinstance(exc, TimeoutError) else f"no reply in {timeout:g} s"
+            )
+            cause, detail = attribute(Evidence(error=error, reachable=False))
+            showed = showed_by(exc, cause)
+            if showed is Showed.REFUSED:
+                self._transition(ConnectionState.RECONNECTING, cause, detail)
+                return
+            if cause is not Cause.MAXCLIENTS:
+                cause = Cause.NETWORK
+            self._dial_due = time.monotonic() + self._schedule_retry(
+                cause, _OVERLOADED.format(error=error), showed
+            )
+            return
+        await self._pool.adopt(conn)
+        self._schedule.reset()
+        self._transition(ConnectionState.READY, self._cause, "a new connection was accepted again")
 
     async def _sample_output_buffers(self) -> None:
         """Record how much output the server holds for each pub/sub connection: the
@@ -414,13 +534,14 @@ class Supervisor(Observable, AsyncContextManagerMixin):
                 return
         self._publish(HealthCheckFailed, cause=failure.cause, detail=failure.detail)
         if failure.stalled:
-            if self._state is ConnectionState.READY:
+            if self._state in (ConnectionState.READY, ConnectionState.OVERLOADED):
                 self._transition(ConnectionState.UNHEALTHY, Cause.NETWORK, failure.detail)
         else:
             self._transition(ConnectionState.RECONNECTING, failure.cause, failure.detail)
 
-    def _healthy(self, facts: ServerFacts, failed_before: int) -> None:
-        self._attribute_losses(facts)
+    def _healthy(self, facts: ServerFacts | None, failed_before: int) -> None:
+        if facts is not None:
+            self._attribute_losses(facts)
         # during a failover the old master answers until Sentinel moves it: wait for the
         # verdict, but not forever (a leader that died mid-failover announces nothing)
         if (
@@ -432,7 +553,15 @@ class Supervisor(Observable, AsyncContextManagerMixin):
         if self._state is ConnectionState.UNHEALTHY:
             self._transition(ConnectionState.READY, self._cause, "answers health checks again")
         elif self.gate.admission is Admission.VERIFYING:
-            if self._failed_commands == failed_before:
+            turned_away, self._turned_away = self._turned_away, None
+            if turned_away is not None and self._state is ConnectionState.READY:
+                cause, _ = attribute(Evidence(error=turned_away.error, reachable=True))
+                self._transition(
+                    ConnectionState.OVERLOADED,
+                    cause if cause is Cause.MAXCLIENTS else Cause.NETWORK,
+                    _OVERLOADED.format(error=turned_away.error),
+                )
+            elif turned_away is not None or self._failed_commands == failed_before:
                 self.gate.set(Admission.OPEN)
             elif self._wake is not None:
                 self._wake.set()
@@ -478,10 +607,19 @@ class Supervisor(Observable, AsyncContextManagerMixin):
 
     def _transition(self, new: ConnectionState, cause: Cause | None, detail: str) -> None:
         """Change the state (``Observable._set_state``) and let the gate follow it."""
+        previous = self._state
         if not self._set_state(new, cause, detail):
             return
+        self._situation = None
         if new is ConnectionState.READY:
-            self.gate.set(Admission.OPEN, new_generation=True)
+            self._turned_away = None
+            self._pool.allow_dialing(True)
+            # leaving OVERLOADED, the connections that kept working stay in use
+            self.gate.set(Admission.OPEN, new_generation=previous is not ConnectionState.OVERLOADED)
+        elif new is ConnectionState.OVERLOADED:
+            self._pool.allow_dialing(False)
+            self.gate.set(Admission.OPEN)
+            self._dial_due = time.monotonic() + self.config.backoff_base
         elif new is ConnectionState.CLOSED:
             self.gate.set(Admission.REFUSING, self._refusal())
         else:
@@ -493,6 +631,20 @@ class Supervisor(Observable, AsyncContextManagerMixin):
 
     def _refusal(self) -> _Refusal:
         return _Refusal(self)
+
+
+_RETRYING = {
+    Showed.REFUSED: "{detail}; nothing listens: trying again every refused_interval until it "
+    "accepts (a refused connect costs the server nothing)",
+    Showed.TURNED_AWAY: "{detail}; each attempt costs the server, so the wait grows to backoff_cap",
+    Showed.AUTH: "{detail}; waiting does not fix credentials: trying again every "
+    "auth_retry_interval",
+}
+
+_OVERLOADED = (
+    "new connections are turned away ({error}) while existing ones answer: commands run on "
+    "those or wait for one to be released, and one new connection is tried at a time"
+)
 
 
 class _Refusal:

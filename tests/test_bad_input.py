@@ -18,6 +18,7 @@ from supervisor import (
     Unavailable,
 )
 from tests.helpers.events import until
+from tests.helpers.loops import poll
 from tests.helpers.servers import make_server
 
 SECRET = "hunter2-wrong"
@@ -31,18 +32,26 @@ def protected():
 
 
 async def test_wrong_password_is_auth_without_a_storm_and_never_shown(protected, supervise):
-    """A wrong password: cause AUTH, retries only at backoff_cap, commands fail at once
-    with a clear error, and the password appears in no log line, event, repr or error."""
+    """A wrong password: cause AUTH, retries only every auth_retry_interval (one event
+    and one log line for the situation, not one per attempt), commands fail at once with a
+    clear error, and the password appears in no log line, event, repr or error."""
     url = f"redis://:{SECRET}@127.0.0.1:{protected.port}/0"
-    seen = []
     with capture_logs() as logs:
-        async with supervise(url, backoff_base=0.01, backoff_cap=0.3) as sup:
+        async with supervise(url, auth_retry_interval=0.1, refused_interval=0.01) as sup:
             async with sup.subscribe() as events:
-                for _ in range(2):
-                    attempt = await until(events, lambda e: isinstance(e, ReconnectScheduled))
-                    seen.append(attempt)
-                assert all(e.cause is Cause.AUTH for e in seen)
-                assert all(e.delay == 0.3 for e in seen)  # straight to the cap: no storm
+                attempt = await until(events, lambda e: isinstance(e, ReconnectScheduled))
+                assert attempt.cause is Cause.AUTH
+                assert attempt.delay == 0.1  # the fixed interval: no storm, no fast retries
+                assert "auth_retry_interval" in attempt.detail
+                await poll(
+                    lambda: sup.statistics().connect_attempts >= 3,
+                    "3 refused logins",
+                    lambda: sup.statistics().connect_attempts,
+                )
+                seen = [attempt]
+                while (event := events.receive_nowait()) is not None:
+                    seen.append(event)
+                assert [e for e in seen if isinstance(e, ReconnectScheduled)] == [attempt]
                 with anyio.fail_after(1), pytest.raises(Unavailable, match="auth") as info:
                     await sup.client.get("k")
                 assert "password" in str(info.value)
@@ -91,14 +100,20 @@ async def test_unanswering_host_is_network_not_a_hang(proxy, supervise):
                 await sup.client.get("k")
 
 
-async def test_logging_one_line_per_state_change_and_attempt(server, supervise):
-    """structlog gets one structured line per state change and per reconnect attempt."""
+async def test_logging_one_line_per_state_change_and_situation(server, supervise):
+    """structlog gets one structured line per state change and per reconnect situation
+    (not one per attempt: nothing listening is retried every refused_interval)."""
     with capture_logs() as logs:
         async with supervise(server.url) as sup, sup.subscribe() as events:
             await sup.wait_for(ConnectionState.READY, timeout=5)
             server.kill()
-            for _ in range(2):
-                await until(events, lambda e: isinstance(e, ReconnectScheduled))
+            await until(events, lambda e: isinstance(e, ReconnectScheduled))
+            attempts_before = sup.statistics().connect_attempts
+            await poll(
+                lambda: sup.statistics().connect_attempts >= attempts_before + 5,
+                "5 more refused attempts",
+                lambda: sup.statistics().connect_attempts,
+            )
             server.start()
             await sup.wait_for(ConnectionState.READY, timeout=10)
     changes = [line for line in logs if line["event"] == "state_changed"]
@@ -110,7 +125,8 @@ async def test_logging_one_line_per_state_change_and_attempt(server, supervise):
         ("ready", "closed"),
     ]
     assert changes[2]["cause"] == "server_restart"
-    assert len(attempts) >= 2
+    assert len(attempts) == 1, attempts  # one situation: nothing listens
+    assert "refused_interval" in attempts[0]["detail"]
     assert all({"attempt", "delay", "cause", "detail", "target"} <= set(a) for a in attempts)
 
 

@@ -15,6 +15,7 @@ from supervisor import (
     Unavailable,
 )
 from tests.helpers.events import until
+from tests.helpers.loops import bounded, poll
 
 READY = ConnectionState.READY
 
@@ -38,7 +39,9 @@ async def test_restart_under_load_no_read_fails(server, supervise):
 
             async def reader():
                 nonlocal reads
-                while not stop.is_set():
+                for _ in bounded("reader"):
+                    if stop.is_set():
+                        return
                     try:
                         await sup.client.get("k")
                         reads += 1
@@ -55,8 +58,14 @@ async def test_restart_under_load_no_read_fails(server, supervise):
             down = await until(events, changed_to(ConnectionState.RECONNECTING))
             assert down.previous is READY
             assert down.cause in (Cause.NETWORK, Cause.SERVER_RESTART)
-            for _ in range(3):
-                await until(events, lambda e: isinstance(e, ReconnectScheduled))
+            retry = await until(events, lambda e: isinstance(e, ReconnectScheduled))
+            assert "nothing listens" in retry.detail
+            attempts = sup.statistics().connect_attempts
+            await poll(
+                lambda: sup.statistics().connect_attempts >= attempts + 3,
+                "3 more refused attempts while the server is down",
+                lambda: sup.statistics().connect_attempts,
+            )
             server.start()
             up = await until(events, changed_to(READY))
             assert up.cause is Cause.SERVER_RESTART
@@ -166,8 +175,9 @@ async def test_stall_fail_fast(server, supervise):
 
 
 async def test_maxclients_clear_error_bounded_attempts_recovery(server, supervise):
-    """maxclients exhausted: a clear error naming maxclients and the fix, attempts
-    bounded by the backoff, cause MAXCLIENTS, recovery when slots free up."""
+    """maxclients exhausted with no connection left: a clear error naming maxclients and
+    the fix, attempts spaced by the backoff (one event for the situation), cause
+    MAXCLIENTS, recovery when slots free up."""
     admin = server.admin()
     async with supervise(
         server.url, command_deadline=0.5, backoff_base=0.05, backoff_cap=0.4
@@ -182,12 +192,17 @@ async def test_maxclients_clear_error_bounded_attempts_recovery(server, supervis
             with pytest.raises(Unavailable, match="maxclients") as info:
                 await sup.client.get("k")
             assert "CONFIG SET maxclients" in str(info.value)
-            attempts = 0
-            while attempts < 5:
-                event = await until(events, lambda e: isinstance(e, ReconnectScheduled))
-                assert event.cause is Cause.MAXCLIENTS
-                assert event.delay <= 0.4
-                attempts = event.attempt
+            retry = await until(events, lambda e: isinstance(e, ReconnectScheduled))
+            assert retry.cause is Cause.MAXCLIENTS
+            assert retry.delay <= 0.4
+            assert "grows to backoff_cap" in retry.detail
+            attempts_before = sup.statistics().connect_attempts
+            await poll(
+                lambda: sup.statistics().connect_attempts >= attempts_before + 5,
+                "5 more prober attempts",
+                lambda: sup.statistics().connect_attempts,
+            )
+            attempts = sup.statistics().connect_attempts
             rejected = int(admin.info("stats")["rejected_connections"]) - rejected_before
             # one rejected connection per prober attempt (plus the command's own and
             # the one the check made at once): not one per waiting command
@@ -196,6 +211,101 @@ async def test_maxclients_clear_error_bounded_attempts_recovery(server, supervis
             await until(events, changed_to(READY))
             assert await sup.client.get("k") is None
     admin.close()
+
+
+async def test_maxclients_while_connections_work_is_overloaded_not_a_storm(server, supervise):
+    """The server turns new connections away (maxclients) while the pool's connections
+    work: the target is OVERLOADED (not READY) with cause MAXCLIENTS, every command runs
+    on the connections that exist, new connections are tried one at a time, full health
+    rounds (INFO) stay at one per interval, and READY returns once a slot frees."""
+    admin = server.admin()
+    async with supervise(
+        server.url, health_check_interval=0.2, backoff_base=0.1, backoff_cap=0.2
+    ) as sup:
+        await sup.wait_for(READY, timeout=5)
+        async with anyio.create_task_group() as tg:  # two pooled connections
+            for _ in range(2):
+                tg.start_soon(sup.client.execute_command, "DEBUG", "SLEEP", "0.05")
+        async with sup.subscribe() as events:
+            admin.config_set("maxclients", int(admin.info("clients")["connected_clients"]))
+            admin.config_resetstat()
+            rounds_before = sup.statistics().health_checks
+            results = []
+
+            async def get(i: int) -> None:
+                results.append(await sup.client.incr(f"c{i}"))
+
+            async with anyio.create_task_group() as tg:
+                for i in range(20):
+                    tg.start_soon(get, i)
+            assert sorted(results) == [1] * 20  # every write applied once, none failed
+            overloaded = await until(events, changed_to(ConnectionState.OVERLOADED))
+            assert overloaded.cause is Cause.MAXCLIENTS
+            assert "turned away" in overloaded.detail
+            assert sup.state is ConnectionState.OVERLOADED
+            rounds = sup.statistics().health_checks
+            await poll(
+                lambda: sup.statistics().health_checks >= rounds + 3,
+                "3 health rounds while overloaded",
+                lambda: sup.statistics().health_checks,
+            )
+            stats = admin.info("commandstats")
+            info_calls = stats.get("cmdstat_info", {"calls": 0})["calls"]
+            rounds = sup.statistics().health_checks - rounds_before
+            assert info_calls <= rounds + 1, (info_calls, rounds)
+            rejected = int(admin.info("stats")["rejected_connections"])
+            # the 18 commands that had to dial once each, and the prober's attempts
+            assert rejected <= 18 + sup.statistics().connect_attempts, rejected
+            assert all(
+                cause == "maxclients" for cause in sup.statistics().connect_attempts_by_cause
+            )
+            admin.config_set("maxclients", 10000)
+            await until(events, changed_to(READY))
+            assert await sup.client.get("c0") == b"1"
+    admin.close()
+
+
+async def test_full_pool_waits_for_a_released_connection(server, supervise):
+    """max_connections in use: a command waits for a released connection (counted in
+    waiters) instead of raising MaxConnectionsError, and then runs."""
+    admin = server.admin()
+    async with supervise(server.url, max_connections=1) as sup:
+        await sup.wait_for(READY, timeout=5)
+        results: list[object] = []
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(sup.client.blpop, ["q"], 10)
+            await poll(
+                lambda: int(admin.info("clients")["blocked_clients"]) == 1,
+                "the BLPOP to hold the only connection",
+            )
+
+            async def get() -> None:
+                results.append(await sup.client.get("k"))
+
+            for _ in range(5):
+                tg.start_soon(get)
+            await poll(
+                lambda: sup.statistics().waiters == 5,
+                "5 commands waiting for the connection",
+                lambda: sup.statistics().waiters,
+            )
+            admin.lpush("q", "x")
+        assert results == [None] * 5
+    admin.close()
+
+
+async def test_refused_port_is_retried_before_a_long_backoff(server, supervise):
+    """A restarted server is reached through the short refused_interval, never the
+    long backoff (here 20-40 s): READY comes well inside the test's 10 s bound."""
+    async with supervise(server.url, backoff_base=40.0, backoff_cap=40.0) as sup:
+        await sup.wait_for(READY, timeout=5)
+        async with sup.subscribe() as events:
+            server.kill()
+            retry = await until(events, lambda e: isinstance(e, ReconnectScheduled))
+            assert retry.delay <= sup.config.refused_interval
+            server.start()
+            await sup.wait_for(READY, timeout=10)
+            assert await sup.client.get("k") is None
 
 
 async def test_lost_reply_write_is_never_applied_twice(server, proxy, supervise):
@@ -274,10 +384,13 @@ async def test_one_prober_for_many_waiters(server, proxy, supervise):
                 with pytest.raises(Unavailable, match="max_waiters"):
                     await sup.client.get("k")
                 accepted = proxy.accepted
-                attempts = 0
-                while attempts < 3:
-                    await until(events, lambda e: isinstance(e, ReconnectScheduled))
-                    attempts += 1
+                attempts = sup.statistics().connect_attempts
+                await poll(
+                    lambda: sup.statistics().connect_attempts >= attempts + 3,
+                    "3 more prober attempts",
+                    lambda: sup.statistics().connect_attempts,
+                )
+                attempts = sup.statistics().connect_attempts - attempts
                 assert proxy.accepted - accepted <= attempts + 1
                 server.start()
             assert results == [None] * 100

@@ -4,13 +4,13 @@ the test saying what it waited for and what it saw."""
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 import anyio
 
 from tests.helpers.events import BOUND
 
-__all__ = ("Tally", "bounded")
+__all__ = ("Tally", "bounded", "poll")
 
 
 def bounded(what: str, *, count: int = 1_000_000, seconds: float = 60.0) -> Iterator[int]:
@@ -42,3 +42,19 @@ class Tally:
                 await self._changed.wait()
             return
         raise AssertionError(f"waited {bound:g} s for {what}: reached {self.value} of {target}")
+
+
+async def poll(
+    condition: Callable[[], bool],
+    what: str,
+    seen: Callable[[], object] = lambda: None,
+    bound: float = BOUND,
+    every: float = 0.01,
+) -> None:
+    """Check a condition of the library's counters every ``every`` seconds (there is
+    no event for it); fail past ``bound`` saying what was awaited and what was seen."""
+    for _ in range(int(bound / every) + 1):
+        if condition():
+            return
+        await anyio.sleep(every)
+    raise AssertionError(f"waited {bound:g} s for {what}; seen: {seen()}")

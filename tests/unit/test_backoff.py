@@ -25,7 +25,7 @@ class TestFullJitter:
 
     def test_reaches_the_cap_and_stays_under_it(self):
         """Late attempts are spread over [base, cap], never above cap."""
-        backoff = Backoff(0.1, 2.0, rng=random.Random(3))
+        backoff = Backoff(0.1, 2.0, jitter="full", rng=random.Random(3))
         delays = [backoff.next_delay() for _ in range(200)][10:]
         assert max(delays) <= 2.0
         assert max(delays) > 1.5
@@ -38,7 +38,7 @@ class TestFullJitter:
 
     def test_reset_starts_again_from_base(self):
         """After a success the next delay is small again."""
-        backoff = Backoff(0.1, 5.0, rng=random.Random(5))
+        backoff = Backoff(0.1, 5.0, jitter="full", rng=random.Random(5))
         for _ in range(10):
             backoff.next_delay()
         backoff.reset()

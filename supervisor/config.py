@@ -57,8 +57,9 @@ class SupervisorConfig:
             refused): such an attempt costs the server nothing, so it does not grow.
         backoff_base / backoff_cap: bounds, in seconds, of the growing delay after an
             attempt that something accepted and then turned away (maxclients,
-            LOADING, a reset, a timeout); ``backoff_jitter`` is ``"equal"``,
-            ``"full"`` or ``"decorrelated"``.
+            LOADING, a reset, a timeout); ``backoff_jitter`` is ``"narrow"``,
+            ``"equal"``, ``"full"`` or ``"decorrelated"``. The defaults (0.36-0.45 s)
+            mean a process is back within 0.45 s of the target accepting again.
         auth_retry_interval: seconds between attempts while the credentials are refused.
         command_deadline: seconds a command waits through an outage before it
             fails with ``Unavailable``.
@@ -88,9 +89,9 @@ class SupervisorConfig:
     health_check_interval: float = 1.0
     health_check_timeout: float = 0.5
     refused_interval: float = 0.02
-    backoff_base: float = 0.2
-    backoff_cap: float = 0.5
-    backoff_jitter: Literal["equal", "full", "decorrelated"] = "equal"
+    backoff_base: float = 0.45
+    backoff_cap: float = 0.45
+    backoff_jitter: Literal["narrow", "equal", "full", "decorrelated"] = "narrow"
     auth_retry_interval: float = 5.0
     command_deadline: float = 10.0
     offline: Offline = "wait"
@@ -311,9 +312,10 @@ def _validate(c: SupervisorConfig) -> None:
         )
     if c.offline not in ("wait", "fail_fast"):
         raise ConfigError(f"offline must be 'wait' or 'fail_fast', got {c.offline!r}")
-    if c.backoff_jitter not in ("equal", "full", "decorrelated"):
+    if c.backoff_jitter not in ("narrow", "equal", "full", "decorrelated"):
         raise ConfigError(
-            f"backoff_jitter must be 'equal', 'full' or 'decorrelated', got {c.backoff_jitter!r}"
+            "backoff_jitter must be 'narrow', 'equal', 'full' or 'decorrelated', "
+            f"got {c.backoff_jitter!r}"
         )
     if c.server_idle_timeout is not None and (
         isinstance(c.server_idle_timeout, bool)

@@ -150,6 +150,7 @@ class Supervisor(Observable, AsyncContextManagerMixin):
         """Set on evidence that the target may be back: end the prober's wait now."""
         self._round_due = 0.0
         self._dial_due = 0.0
+        self._attempt_due = 0.0
         self._discovered_at = -_DISCOVERY_GAP
         self._entered = False
         self._connect_attempts = 0
@@ -277,6 +278,9 @@ class Supervisor(Observable, AsyncContextManagerMixin):
         return False
 
     async def _connect_once(self) -> None:
+        wait = self._attempt_due - time.monotonic()
+        if wait > 0 and await self._rest(wait):
+            self._discovered_at = -_DISCOVERY_GAP
         try:
             if self._sentinel is not None and (
                 time.monotonic() - self._discovered_at >= _DISCOVERY_GAP
@@ -285,14 +289,12 @@ class Supervisor(Observable, AsyncContextManagerMixin):
                 await self._follow(await self._sentinel.discover(), self._cause or Cause.FAILOVER)
             facts = await self._probe.open()
         except ProbeFailed as failure:
-            delay = self._schedule_retry(failure.cause, failure.detail, failure.showed)
-            if await self._rest(delay):
-                self._discovered_at = -_DISCOVERY_GAP
+            self._retry_later(failure.cause, failure.detail, failure.showed)
             return
         if self._needs_master() and facts.role != "master":
             await self._probe.close()
             detail = f"the server is a replica (role {facts.role}); writes would fail"
-            await self._rest(self._schedule_retry(Cause.READONLY, detail, Showed.TURNED_AWAY))
+            self._retry_later(Cause.READONLY, detail, Showed.TURNED_AWAY)
             return
         self._recovered(facts)
 
@@ -377,6 +379,9 @@ class Supervisor(Observable, AsyncContextManagerMixin):
             self._wake.set()
         self.hint()
 
+    def _retry_later(self, cause: Cause, detail: str, showed: Showed) -> None:
+        self._attempt_due = time.monotonic() + self._schedule_retry(cause, detail, showed)
+
     def _schedule_retry(self, cause: Cause, detail: str, showed: Showed) -> float:
         """Count a failed attempt and return the wait before the next one. One event
         (and one log line) per situation: a new cause, or a new kind of answer."""
@@ -444,6 +449,8 @@ class Supervisor(Observable, AsyncContextManagerMixin):
 
     async def _round(self) -> None:
         self._round_due = time.monotonic() + self._period()
+        if self._state is ConnectionState.OVERLOADED and not self._probe.is_open:
+            return  # reopening it would be a second dial; the prober's attempts tell
         failed_before = self._failed_commands
         self._health_checks += 1
         try:
@@ -536,8 +543,16 @@ class Supervisor(Observable, AsyncContextManagerMixin):
         if failure.stalled:
             if self._state in (ConnectionState.READY, ConnectionState.OVERLOADED):
                 self._transition(ConnectionState.UNHEALTHY, Cause.NETWORK, failure.detail)
+        elif failure.cause is Cause.MAXCLIENTS and self._state in (
+            ConnectionState.READY,
+            ConnectionState.OVERLOADED,
+        ):
+            # the server answered, so it is up: the pool's connections may still work
+            self._overloaded(Cause.MAXCLIENTS, failure.detail)
         else:
             self._transition(ConnectionState.RECONNECTING, failure.cause, failure.detail)
+            # the reopen was the first attempt: the schedule goes on from it
+            self._retry_later(failure.cause, failure.detail, failure.showed)
 
     def _healthy(self, facts: ServerFacts | None, failed_before: int) -> None:
         if facts is not None:
@@ -554,17 +569,23 @@ class Supervisor(Observable, AsyncContextManagerMixin):
             self._transition(ConnectionState.READY, self._cause, "answers health checks again")
         elif self.gate.admission is Admission.VERIFYING:
             turned_away, self._turned_away = self._turned_away, None
-            if turned_away is not None and self._state is ConnectionState.READY:
+            if turned_away is not None:
                 cause, _ = attribute(Evidence(error=turned_away.error, reachable=True))
-                self._transition(
-                    ConnectionState.OVERLOADED,
-                    cause if cause is Cause.MAXCLIENTS else Cause.NETWORK,
-                    _OVERLOADED.format(error=turned_away.error),
+                self._overloaded(
+                    cause if cause is Cause.MAXCLIENTS else Cause.NETWORK, turned_away.error
                 )
-            elif turned_away is not None or self._failed_commands == failed_before:
+            elif self._failed_commands == failed_before:
                 self.gate.set(Admission.OPEN)
             elif self._wake is not None:
                 self._wake.set()
+
+    def _overloaded(self, cause: Cause, error: str) -> None:
+        """New connections are turned away while the server answers: serve from the
+        connections that exist (the gate opens for them) and dial only from the prober."""
+        if self._state is ConnectionState.OVERLOADED:
+            self.gate.set(Admission.OPEN)
+        else:
+            self._transition(ConnectionState.OVERLOADED, cause, _OVERLOADED.format(error=error))
 
     def _attribute_losses(self, facts: ServerFacts) -> None:
         losses, self._losses = self._losses, []

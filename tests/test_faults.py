@@ -175,9 +175,10 @@ async def test_stall_fail_fast(server, supervise):
 
 
 async def test_maxclients_clear_error_bounded_attempts_recovery(server, supervise):
-    """maxclients exhausted with no connection left: a clear error naming maxclients and
-    the fix, attempts spaced by the backoff (one event for the situation), cause
-    MAXCLIENTS, recovery when slots free up."""
+    """maxclients exhausted with every connection killed: the server answers, so the
+    target is OVERLOADED (cause MAXCLIENTS); a command gets a clear error naming
+    maxclients and the fix; new connections are tried one at a time, spaced by the
+    backoff (one event for the situation); recovery when slots free up."""
     admin = server.admin()
     async with supervise(
         server.url, command_deadline=0.5, backoff_base=0.05, backoff_cap=0.4
@@ -187,7 +188,7 @@ async def test_maxclients_clear_error_bounded_attempts_recovery(server, supervis
             admin.config_set("maxclients", 1)
             rejected_before = int(admin.info("stats")["rejected_connections"])
             admin.client_kill_filter(_type="normal", skipme=True)
-            down = await until(events, changed_to(ConnectionState.RECONNECTING))
+            down = await until(events, changed_to(ConnectionState.OVERLOADED))
             assert down.cause is Cause.MAXCLIENTS
             with pytest.raises(Unavailable, match="maxclients") as info:
                 await sup.client.get("k")

@@ -88,7 +88,7 @@ class SupervisorConfig:
     client_name: str = "supervisor"
     health_check_interval: float = 1.0
     health_check_timeout: float = 0.5
-    refused_interval: float = 0.02
+    refused_interval: float = 0.005
     backoff_base: float = 0.45
     backoff_cap: float = 0.45
     backoff_jitter: Literal["narrow", "equal", "full", "decorrelated"] = "narrow"

@@ -6,9 +6,9 @@ generation?). Everything else (health checks, attribution, reconnecting)
 happens beside it.
 
 A command that finds no idle connection and may not open one (the pool is at
-``max_connections``, or the server turns new connections away) waits for a
-released one instead of failing: bounded by ``command_deadline`` and counted
-against ``max_waiters``.
+``max_connections``, ``_MAX_DIALS`` connections are being opened, or the server
+turns new connections away) waits for a released one instead of failing:
+bounded by ``command_deadline`` and counted against ``max_waiters``.
 """
 
 from __future__ import annotations
@@ -29,9 +29,16 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from supervisor.causes import Evidence, attribute
 from supervisor.losses import Loss, Watcher, describe
+from supervisor.probe import drop
 from supervisor.schedule import Showed, showed_by
 
 __all__ = ("NotSent", "SupervisedConnectionPool", "connection_class_for")
+
+
+_MAX_DIALS = 2
+"""New connections opened at once: after an outage twenty waiting commands do not
+make twenty handshakes compete, and the first of them is served sooner; the rest
+take the connections that are released meanwhile."""
 
 
 class NotSent(RedisConnectionError):
@@ -55,6 +62,8 @@ def _not_sent(exc: BaseException) -> NotSent:
 class _Tracked:
     generation: int = -1
     last_used: float = 0.0
+    dial: bool = False
+    """Handed out to be connected: it holds one of the pool's dial slots."""
 
 
 class SupervisedConnection(_Tracked, Connection):
@@ -94,6 +103,7 @@ class SupervisedConnectionPool(ConnectionPool):
         self.waiters = 0
         """Commands waiting for a connection to be released."""
         self._released: anyio.Event | None = None
+        self._dials = 0
         super().__init__(**kwargs)
 
     async def get_connection(
@@ -114,19 +124,32 @@ class SupervisedConnectionPool(ConnectionPool):
         return await self._wait_for_release(deadline)
 
     def get_available_connection(self) -> AbstractConnection:
-        if self.dialing:
-            if self._available_connections or len(self._in_use_connections) < self.max_connections:
-                return super().get_available_connection()  # type: ignore[no-untyped-call,no-any-return]
-            raise _NoConnection
-        generation = self._gate.generation
         available = self._available_connections
-        for i in range(len(available) - 1, -1, -1):
-            conn: Any = available[i]
-            if conn.is_connected and conn.generation == generation:
+        generation = self._gate.generation
+        if available:
+            conn: Any = available[-1]
+            if conn.generation == generation and conn.is_connected:
+                available.pop()
+                self._in_use_connections.add(conn)
+                return conn  # type: ignore[no-any-return]
+        for i in range(len(available) - 2, -1, -1):
+            conn = available[i]
+            if conn.generation == generation and conn.is_connected:
                 del available[i]
                 self._in_use_connections.add(conn)
                 return conn  # type: ignore[no-any-return]
-        raise _NoConnection
+        if not self.dialing or self._dials >= _MAX_DIALS:
+            raise _NoConnection
+        if available:
+            conn = available.pop()
+        elif len(self._in_use_connections) < self.max_connections:
+            conn = self.make_connection()  # type: ignore[no-untyped-call]
+        else:
+            raise _NoConnection
+        self._dials += 1
+        conn.dial = True
+        self._in_use_connections.add(conn)
+        return conn  # type: ignore[no-any-return]
 
     async def _wait_for_release(self, deadline: float) -> AbstractConnection:
         gate = self._gate
@@ -184,28 +207,47 @@ class SupervisedConnectionPool(ConnectionPool):
         conn.generation = self._gate.generation
         conn.last_used = time.monotonic()
         async with self._lock:
-            self._available_connections.append(connection)
-        self._wake_waiters()
+            full = (
+                len(self._available_connections) + len(self._in_use_connections)
+                >= self.max_connections
+            )
+            if not full:
+                self._available_connections.append(connection)
+        if full:
+            await drop(connection)
+        else:
+            self._wake_waiters()
 
     async def ensure_connection(self, connection: AbstractConnection) -> None:
         conn: Any = connection
+        if conn.dial:
+            try:
+                await self._dial(conn)
+            finally:
+                conn.dial = False
+                self._dials -= 1
+                self._wake_waiters()
+            return
+        try:
+            if not await connection.can_read():
+                return
+            error = "the server closed the connection"
+        except (RedisConnectionError, RedisTimeoutError, OSError) as exc:
+            error = describe(exc)
+        self._watcher.connection_lost(
+            Loss(error, time.monotonic() - conn.last_used, command_failed=False)
+        )
+        await connection.disconnect()
+        await connection.connect()
+
+    async def _dial(self, conn: Any) -> None:
+        """Connect a connection that is new, closed, or from before an outage."""
         generation = self._gate.generation
         if conn.generation != generation:
-            if connection.is_connected:
-                await connection.disconnect()
+            if conn.is_connected:
+                await conn.disconnect()
             self._retarget(conn)
-        if connection.is_connected:
-            try:
-                if not await connection.can_read():
-                    return
-                error = "the server closed the connection"
-            except (RedisConnectionError, RedisTimeoutError, OSError) as exc:
-                error = describe(exc)
-            self._watcher.connection_lost(
-                Loss(error, time.monotonic() - conn.last_used, command_failed=False)
-            )
-            await connection.disconnect()
-        await connection.connect()
+        await conn.connect()
         conn.generation = generation
 
     def _retarget(self, conn: Any) -> None:

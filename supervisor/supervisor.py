@@ -266,28 +266,26 @@ class Supervisor(Observable, AsyncContextManagerMixin):
             else:
                 await self._check_once()
 
-    async def _rest(self, delay: float) -> bool:
-        """Wait ``delay`` seconds, or less if a hint comes; True if one came."""
+    async def _rest(self, delay: float) -> None:
+        """Wait ``delay`` seconds, or less if a hint comes."""
         hint = self._hint
         assert hint is not None
         with anyio.move_on_after(delay):
             await hint.wait()
         if hint.is_set():
             self._hint = anyio.Event()
-            return True
-        return False
 
     async def _connect_once(self) -> None:
         wait = self._attempt_due - time.monotonic()
-        if wait > 0 and await self._rest(wait):
-            self._discovered_at = -_DISCOVERY_GAP
+        if wait > 0:
+            await self._rest(wait)
         try:
             if self._sentinel is not None and (
                 time.monotonic() - self._discovered_at >= _DISCOVERY_GAP
             ):
                 self._discovered_at = time.monotonic()
                 await self._follow(await self._sentinel.discover(), self._cause or Cause.FAILOVER)
-            facts = await self._probe.open()
+            facts = await self._probe.open(self._facts)
         except ProbeFailed as failure:
             self._retry_later(failure.cause, failure.detail, failure.showed)
             return
@@ -297,6 +295,13 @@ class Supervisor(Observable, AsyncContextManagerMixin):
             self._retry_later(Cause.READONLY, detail, Showed.TURNED_AWAY)
             return
         self._recovered(facts)
+        # the first waiting command gets the connection that just proved the target
+        # is back (no second handshake before it is served); the probe reopens with
+        # the next round, one interval later, off the commands' path
+        connection = self._probe.detach()
+        if connection is not None:
+            await self._pool.adopt(connection)
+        self._round_due = time.monotonic() + self._period()
 
     def _needs_master(self) -> bool:
         """A READONLY reply proved the app writes; a Sentinel master target always does."""
@@ -453,15 +458,16 @@ class Supervisor(Observable, AsyncContextManagerMixin):
             return  # reopening it would be a second dial; the prober's attempts tell
         failed_before = self._failed_commands
         self._health_checks += 1
+        opening = not self._probe.is_open
         try:
-            if not self._probe.is_open:
+            if opening:
                 facts = await self._probe.open()
             else:
                 await self._probe.ping()
                 facts = await self._current_facts()
             await self._sample_output_buffers()
         except ProbeFailed as failure:
-            await self._check_failed(failure)
+            await self._check_failed(failure, reopen=not opening)
             return
         self._healthy(facts, failed_before)
         refresh_after = (facts.idle_timeout or 0) / 3 or float("inf")
@@ -470,14 +476,18 @@ class Supervisor(Observable, AsyncContextManagerMixin):
     async def _verify(self) -> None:
         """A command failed: one PING says whether the server still answers."""
         failed_before = self._failed_commands
+        opening = not self._probe.is_open
+        if opening and self._state is ConnectionState.OVERLOADED:
+            self.gate.set(Admission.OPEN)  # only the prober dials while overloaded
+            return
         try:
-            if not self._probe.is_open:
+            if opening:
                 facts: ServerFacts | None = await self._probe.open()
             else:
                 await self._probe.ping()
                 facts = None
         except ProbeFailed as failure:
-            await self._check_failed(failure)
+            await self._check_failed(failure, reopen=not opening)
             return
         self._healthy(facts, failed_before)
 
@@ -526,11 +536,11 @@ class Supervisor(Observable, AsyncContextManagerMixin):
             return await self._probe.facts()
         return replace(self._facts, idle_timeout=await self._probe.idle_timeout())
 
-    async def _check_failed(self, failure: ProbeFailed) -> None:
-        """A lost probe connection is reopened at once: if that works, the server is up
-        and the loss is attributed like any other (ConnectionLost); if not, the check
-        failed and the state follows."""
-        if not failure.stalled:
+    async def _check_failed(self, failure: ProbeFailed, *, reopen: bool) -> None:
+        """A lost probe connection is reopened at once (unless the failure was an
+        opening already): if that works, the server is up and the loss is attributed
+        like any other (ConnectionLost); if not, the check failed and the state follows."""
+        if reopen and not failure.stalled:
             self._losses.append(Loss(failure.detail, None, command_failed=False))
             try:
                 facts = await self._probe.open()

@@ -224,6 +224,7 @@ async def test_maxclients_while_connections_work_is_overloaded_not_a_storm(serve
         server.url, health_check_interval=0.2, backoff_base=0.1, backoff_cap=0.2
     ) as sup:
         await sup.wait_for(READY, timeout=5)
+        await poll(lambda: sup.statistics().health_checks >= 1, "the probe's first round")
         async with anyio.create_task_group() as tg:  # two pooled connections
             for _ in range(2):
                 tg.start_soon(sup.client.execute_command, "DEBUG", "SLEEP", "0.05")

@@ -17,6 +17,7 @@ from supervisor import (
     Unavailable,
 )
 from tests.helpers.events import until
+from tests.helpers.loops import poll
 from tests.helpers.servers import free_port
 
 
@@ -34,6 +35,7 @@ async def test_client_name_is_set_on_every_connection(shared_server, supervise):
     """Every connection, the health probe's included, carries client_name."""
     async with supervise(shared_server.url, client_name="myapp") as sup:
         await sup.wait_for(ConnectionState.READY, timeout=5)
+        await poll(lambda: sup.statistics().health_checks >= 1, "a health round")
         await sup.client.ping()
         clients = await sup.client.client_list()
         names = [c["name"] for c in clients if c["name"]]

@@ -59,6 +59,7 @@ run: install
 
 bench: install redis-server
 	$(PY) bench/hot_path.py
+	$(PY) bench/recovery.py
 
 clean:
 	rm -rf .venv .venv-* .mypy_cache .ruff_cache .pytest_cache *.egg-info

@@ -57,7 +57,7 @@ _FIXES: dict[Cause, str] = {
     ),
     Cause.AUTH: (
         "authentication failed; fix the username/password in the URL or the "
-        "server's ACL (the supervisor retries only at `backoff_cap`)"
+        "server's ACL (the supervisor retries only every `auth_retry_interval`)"
     ),
     Cause.NETWORK: (
         "the server could not be reached (refused, reset or timed out); check "

@@ -1,7 +1,7 @@
 """``Supervisor``: owns the pool and the one task that watches the target.
 
 A single background task (in a task group the supervisor owns) checks
-health, reconnects with backoff while the target is down, attributes every
+health, reconnects as the evidence allows while the target is down, attributes every
 lost connection to a cause, and moves the state machine. The command path
 only reads the gate and reports what broke.
 """
@@ -362,6 +362,7 @@ class Supervisor(Observable, AsyncContextManagerMixin):
             elif self._cause is not None:
                 first_sign = self._cause  # already down: that was the first sign
             await self._follow(notice.new_master, first_sign)
+            self._discovered_at = time.monotonic()  # the announcement named the master
         elif notice.kind == "sentinels-lost":
             self._publish(Alert, name="sentinels_unreachable", firing=True, detail=notice.detail)
         elif notice.kind == "sentinels-back":

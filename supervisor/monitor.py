@@ -8,6 +8,7 @@ the config is crossed, and again when it clears.
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 from typing import Any
 
@@ -60,7 +61,7 @@ class Monitor:
             try:
                 sample = await self.sample_once()
             except (RedisError, SupervisorError) as exc:
-                self._sup._log.debug("monitor_sample_skipped", error=str(exc))
+                self._sup._log.log(logging.DEBUG, "monitor_sample_skipped", error=str(exc))
             else:
                 self._check(sample)
             await anyio.sleep(self._config.interval)

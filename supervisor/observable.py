@@ -14,7 +14,6 @@ from contextlib import asynccontextmanager
 from typing import Any, TypeVar
 
 import anyio
-import structlog
 
 from supervisor.causes import Cause
 from supervisor.events import (
@@ -32,11 +31,10 @@ from supervisor.events import (
     TopologyChanged,
 )
 from supervisor.hub import Hub, Subscription
+from supervisor.log import Log
 from supervisor.state import ConnectionState, check_transition
 
 __all__ = ("Observable",)
-
-log = structlog.get_logger("supervisor")
 
 E = TypeVar("E", bound=Event)
 
@@ -58,7 +56,7 @@ _CALM_STATES = (ConnectionState.READY, ConnectionState.CLOSED)
 class Observable:
     def __init__(self, target: str, *, event_buffer: int) -> None:
         self.target = target
-        self._log = log.bind(target=target)
+        self._log = Log(target)
         self._event_buffer = event_buffer
         self._hub = Hub()
         self._seq = 0

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 
 import anyio
 import pytest
 import redis.asyncio
+import structlog
 
 from supervisor import (
     Cause,
@@ -106,3 +108,31 @@ async def test_subscription_ends_when_supervisor_closes(shared_server, supervise
             await anyio.wait_all_tasks_blocked()
             tg.cancel_scope.cancel()
     assert isinstance(seen[0], Snapshot)
+
+
+async def test_library_logs_through_stdlib_logging_and_prints_nothing(
+    shared_server, supervise, capfd
+):
+    """An app that did not configure structlog gets standard logging records on the
+    logger "supervisor" (level filtering works), and nothing is printed on its own."""
+    structlog.reset_defaults()  # as in an app that never configured structlog
+    records: list[logging.LogRecord] = []
+    handler = logging.Handler()
+    handler.emit = records.append  # type: ignore[method-assign]
+    logger = logging.getLogger("supervisor")
+    logger.addHandler(handler)
+    logger.setLevel(logging.INFO)
+    try:
+        async with supervise(shared_server.url) as sup:
+            await sup.wait_for(ConnectionState.READY, timeout=5)
+        logger.setLevel(logging.WARNING)
+        async with supervise(shared_server.url) as sup:
+            await sup.wait_for(ConnectionState.READY, timeout=5)
+    finally:
+        logger.removeHandler(handler)
+        logger.setLevel(logging.NOTSET)
+    out, err = capfd.readouterr()
+    assert (out, err) == ("", "")
+    changes = [(r.event, r.fields["current"]) for r in records]  # type: ignore[attr-defined]
+    assert changes == [("state_changed", "ready"), ("state_changed", "closed")]
+    assert records[0].fields["target"] == sup.target  # type: ignore[attr-defined]

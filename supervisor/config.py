@@ -290,17 +290,18 @@ def _validate(c: SupervisorConfig) -> None:
             raise ConfigError(
                 f"{name} must be a number of seconds > 0 and < {_MAX_SECONDS:g}, got {value!r}"
             )
-    integers: dict[str, int] = {
-        "max_waiters": c.max_waiters,
-        "max_connections": c.max_connections,
-        "tcp_keepalive_idle": c.tcp_keepalive_idle,
-        "tcp_keepalive_interval": c.tcp_keepalive_interval,
-        "tcp_keepalive_count": c.tcp_keepalive_count,
-        "event_buffer": c.event_buffer,
+    # the kernel caps the keepalive settings (Linux: 32767 s, 127 probes)
+    integers: dict[str, tuple[int, int]] = {
+        "max_waiters": (c.max_waiters, 10**6),
+        "max_connections": (c.max_connections, 10**5),
+        "tcp_keepalive_idle": (c.tcp_keepalive_idle, 32767),
+        "tcp_keepalive_interval": (c.tcp_keepalive_interval, 32767),
+        "tcp_keepalive_count": (c.tcp_keepalive_count, 127),
+        "event_buffer": (c.event_buffer, 10**6),
     }
-    for name, ivalue in integers.items():
-        if isinstance(ivalue, bool) or not isinstance(ivalue, int) or ivalue < 1:
-            raise ConfigError(f"{name} must be an integer >= 1, got {ivalue!r}")
+    for name, (ivalue, most) in integers.items():
+        if isinstance(ivalue, bool) or not isinstance(ivalue, int) or not 1 <= ivalue <= most:
+            raise ConfigError(f"{name} must be an integer from 1 to {most}, got {ivalue!r}")
     if c.backoff_cap < c.backoff_base:
         raise ConfigError(
             f"backoff_cap ({c.backoff_cap}) must be >= backoff_base ({c.backoff_base})"

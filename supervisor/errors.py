@@ -7,6 +7,8 @@ catching what it caught before.
 
 from __future__ import annotations
 
+from typing import Any
+
 from redis.exceptions import ConnectionError as RedisConnectionError
 
 from supervisor.causes import Cause
@@ -44,6 +46,10 @@ class OutcomeUnknown(SupervisorError, RedisConnectionError):
             "list the command in `idempotent_commands` if re-sending it is safe."
         )
 
+    def __reduce__(self) -> tuple[type[OutcomeUnknown], tuple[str, str]]:
+        """Rebuilt from its own arguments, so it crosses process boundaries (pickle)."""
+        return type(self), (self.command, self.reason)
+
 
 class Unavailable(SupervisorError, RedisConnectionError):
     """Redis could not be used for this command, and waiting would not help.
@@ -56,3 +62,10 @@ class Unavailable(SupervisorError, RedisConnectionError):
     def __init__(self, message: str, *, cause: Cause | None = None) -> None:
         self.cause = cause
         super().__init__(message)
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return _unavailable, (str(self), self.cause)
+
+
+def _unavailable(message: str, cause: Cause | None) -> Unavailable:
+    return Unavailable(message, cause=cause)

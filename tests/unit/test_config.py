@@ -69,6 +69,10 @@ def test_unknown_key_is_named_with_a_suggestion(tmp_path):
         ({"tcp_keepalive": "perhaps"}, "tcp_keepalive must be a bool"),
         ({"client_name": "has space"}, "client_name"),
         ({"backoff_jitter": "none"}, "backoff_jitter"),
+        ({"command_deadline": float("inf")}, r"command_deadline must be .* < 86400"),
+        ({"backoff_cap": float("nan")}, "backoff_cap must be"),
+        ({"refused_interval": "inf"}, "refused_interval must be"),
+        ({"tcp_keepalive_idle": 10**6}, "tcp_keepalive_idle must be an integer from 1 to 32767"),
     ],
 )
 def test_bad_values_name_the_key(values, message):
@@ -157,3 +161,16 @@ def test_keepalive_options_reach_the_connection():
     if hasattr(socket, "TCP_KEEPIDLE"):
         assert kwargs["socket_keepalive_options"][socket.TCP_KEEPIDLE] == 60
         assert kwargs["socket_keepalive_options"][socket.TCP_KEEPCNT] == 4
+
+
+def test_errors_survive_pickling():
+    """OutcomeUnknown and Unavailable cross process boundaries (multiprocessing, queues)."""
+    import pickle
+
+    from supervisor import Cause, OutcomeUnknown, Unavailable
+
+    lost = pickle.loads(pickle.dumps(OutcomeUnknown("INCRBY", "reset")))
+    assert (lost.command, lost.reason) == ("INCRBY", "reset")
+    assert "INCRBY" in str(lost)
+    down = pickle.loads(pickle.dumps(Unavailable("down", cause=Cause.MAXCLIENTS)))
+    assert (str(down), down.cause) == ("down", Cause.MAXCLIENTS)

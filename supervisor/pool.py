@@ -113,15 +113,21 @@ class SupervisedConnectionPool(ConnectionPool):
         if not self._gate.is_open:
             deadline = anyio.current_time() + self._watcher.command_deadline
             await self._gate.wait_open(deadline)
-        try:
-            return await super().get_connection()  # type: ignore[no-untyped-call,no-any-return]
-        except _NoConnection:
-            pass
-        except (RedisConnectionError, RedisTimeoutError, OSError) as exc:
-            raise _not_sent(exc) from exc
+        connection = await self._checkout()
+        if connection is not None:
+            return connection
         if deadline is None:
             deadline = anyio.current_time() + self._watcher.command_deadline
         return await self._wait_for_release(deadline)
+
+    async def _checkout(self) -> AbstractConnection | None:
+        """redis-py's checkout; None when no connection may be had now."""
+        try:
+            return await super().get_connection()  # type: ignore[no-untyped-call,no-any-return]
+        except _NoConnection:
+            return None
+        except (RedisConnectionError, RedisTimeoutError, OSError) as exc:
+            raise _not_sent(exc) from exc
 
     def get_available_connection(self) -> AbstractConnection:
         available = self._available_connections
@@ -170,12 +176,9 @@ class SupervisedConnectionPool(ConnectionPool):
                     await released.wait()
                 if not gate.is_open:
                     await gate.wait_open(deadline)
-                try:
-                    return await super().get_connection()  # type: ignore[no-untyped-call,no-any-return]
-                except _NoConnection:
-                    continue
-                except (RedisConnectionError, RedisTimeoutError, OSError) as exc:
-                    raise _not_sent(exc) from exc
+                connection = await self._checkout()
+                if connection is not None:
+                    return connection
         finally:
             self.waiters -= 1
 

@@ -18,7 +18,7 @@ from supervisor import (
     Unavailable,
 )
 from tests.helpers.events import until
-from tests.helpers.loops import poll
+from tests.helpers.loops import prober_attempts
 from tests.helpers.servers import make_server
 
 SECRET = "hunter2-wrong"
@@ -43,11 +43,7 @@ async def test_wrong_password_is_auth_without_a_storm_and_never_shown(protected,
                 assert attempt.cause is Cause.AUTH
                 assert attempt.delay == 0.1  # the fixed interval: no storm, no fast retries
                 assert "auth_retry_interval" in attempt.detail
-                await poll(
-                    lambda: sup.statistics().connect_attempts >= 3,
-                    "3 refused logins",
-                    lambda: sup.statistics().connect_attempts,
-                )
+                await prober_attempts(sup, 3)
                 seen = [attempt]
                 while (event := events.receive_nowait()) is not None:
                     seen.append(event)
@@ -108,12 +104,7 @@ async def test_logging_one_line_per_state_change_and_situation(server, supervise
             await sup.wait_for(ConnectionState.READY, timeout=5)
             server.kill()
             await until(events, lambda e: isinstance(e, ReconnectScheduled))
-            attempts_before = sup.statistics().connect_attempts
-            await poll(
-                lambda: sup.statistics().connect_attempts >= attempts_before + 5,
-                "5 more refused attempts",
-                lambda: sup.statistics().connect_attempts,
-            )
+            await prober_attempts(sup, 5)
             server.start()
             await sup.wait_for(ConnectionState.READY, timeout=10)
     changes = [line for line in logs if line["event"] == "state_changed"]

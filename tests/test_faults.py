@@ -15,7 +15,7 @@ from supervisor import (
     Unavailable,
 )
 from tests.helpers.events import until
-from tests.helpers.loops import bounded, poll
+from tests.helpers.loops import bounded, poll, prober_attempts
 
 READY = ConnectionState.READY
 
@@ -60,12 +60,7 @@ async def test_restart_under_load_no_read_fails(server, supervise):
             assert down.cause in (Cause.NETWORK, Cause.SERVER_RESTART)
             retry = await until(events, lambda e: isinstance(e, ReconnectScheduled))
             assert "nothing listens" in retry.detail
-            attempts = sup.statistics().connect_attempts
-            await poll(
-                lambda: sup.statistics().connect_attempts >= attempts + 3,
-                "3 more refused attempts while the server is down",
-                lambda: sup.statistics().connect_attempts,
-            )
+            await prober_attempts(sup, 3)
             server.start()
             up = await until(events, changed_to(READY))
             assert up.cause is Cause.SERVER_RESTART
@@ -197,13 +192,7 @@ async def test_maxclients_clear_error_bounded_attempts_recovery(server, supervis
             assert retry.cause is Cause.MAXCLIENTS
             assert retry.delay <= 0.4
             assert "grows to backoff_cap" in retry.detail
-            attempts_before = sup.statistics().connect_attempts
-            await poll(
-                lambda: sup.statistics().connect_attempts >= attempts_before + 5,
-                "5 more prober attempts",
-                lambda: sup.statistics().connect_attempts,
-            )
-            attempts = sup.statistics().connect_attempts
+            attempts = await prober_attempts(sup, 5)
             rejected = int(admin.info("stats")["rejected_connections"]) - rejected_before
             # one rejected connection per prober attempt (plus the command's own and
             # the one the check made at once): not one per waiting command
@@ -386,13 +375,8 @@ async def test_one_prober_for_many_waiters(server, proxy, supervise):
                 with pytest.raises(Unavailable, match="max_waiters"):
                     await sup.client.get("k")
                 accepted = proxy.accepted
-                attempts = sup.statistics().connect_attempts
-                await poll(
-                    lambda: sup.statistics().connect_attempts >= attempts + 3,
-                    "3 more prober attempts",
-                    lambda: sup.statistics().connect_attempts,
-                )
-                attempts = sup.statistics().connect_attempts - attempts
+                before = sup.statistics().connect_attempts
+                attempts = await prober_attempts(sup, 3) - before
                 assert proxy.accepted - accepted <= attempts + 1
                 server.start()
             assert results == [None] * 100

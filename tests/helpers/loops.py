@@ -8,9 +8,10 @@ from collections.abc import Callable, Iterator
 
 import anyio
 
+from supervisor import Supervisor
 from tests.helpers.events import BOUND
 
-__all__ = ("Tally", "bounded", "poll")
+__all__ = ("Tally", "bounded", "poll", "prober_attempts")
 
 
 def bounded(what: str, *, count: int = 1_000_000, seconds: float = 60.0) -> Iterator[int]:
@@ -58,3 +59,15 @@ async def poll(
             return
         await anyio.sleep(every)
     raise AssertionError(f"waited {bound:g} s for {what}; seen: {seen()}")
+
+
+async def prober_attempts(sup: Supervisor, more: int) -> int:
+    """Wait until the prober has made ``more`` connection attempts from now on; return
+    its count of attempts since the supervisor started."""
+    before = sup.statistics().connect_attempts
+    await poll(
+        lambda: sup.statistics().connect_attempts >= before + more,
+        f"{more} more connection attempts by the prober",
+        lambda: sup.statistics().connect_attempts - before,
+    )
+    return sup.statistics().connect_attempts

@@ -40,12 +40,25 @@ lint: install
 typecheck: install
 	$(VENV)/bin/mypy supervisor
 
+# The first Python's run prints as it goes; the others run side by side (the suite mostly
+# waits on servers, so two runs share 2 cores well) and print when they are done.
+OTHERS := $(wordlist 2,$(words $(PYTHONS)),$(PYTHONS))
 test: install redis-server lint typecheck
-	@for v in $(PYTHONS); do $(MAKE) --no-print-directory test-one PYVER=$$v || exit 1; done
+	@$(MAKE) --no-print-directory test-one PYVER=$(PYVER)
+	@for v in $(OTHERS); do $(MAKE) --no-print-directory .venv-$$v/.installed || exit 1; done
+	@for v in $(OTHERS); do \
+		$(MAKE) --no-print-directory test-one PYVER=$$v > .test-$$v.log 2>&1 & \
+	done; failed=0; for v in $(OTHERS); do wait -n || failed=1; done; \
+	for v in $(OTHERS); do cat .test-$$v.log; rm -f .test-$$v.log; done; exit $$failed
 
+# pytest-timeout fails a hung test after 90 s; this bounds the whole run even if a hang
+# swallowed that signal
+PYTEST_BOUND ?= 900
 test-one: install
 	@echo "== pytest on Python $(PYVER)"
-	$(PY) -m pytest
+	@timeout -k 10 $(PYTEST_BOUND) $(PY) -m pytest; rc=$$?; \
+	if [ $$rc = 124 ] || [ $$rc = 137 ]; then \
+		echo "pytest on Python $(PYVER) ran past $(PYTEST_BOUND) s and was stopped"; fi; exit $$rc
 
 # First look: a throwaway redis-server, the seed's faults one by one, a summary table.
 demo: install redis-server

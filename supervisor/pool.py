@@ -113,9 +113,12 @@ class SupervisedConnectionPool(ConnectionPool):
         if not self._gate.is_open:
             deadline = anyio.current_time() + self._watcher.command_deadline
             await self._gate.wait_open(deadline)
-        connection = await self._checkout()
-        if connection is not None:
-            return connection
+        try:  # _checkout() inlined: one coroutine frame less on every command
+            return await super().get_connection()  # type: ignore[no-untyped-call,no-any-return]
+        except _NoConnection:
+            pass
+        except (RedisConnectionError, RedisTimeoutError, OSError) as exc:
+            raise _not_sent(exc) from exc
         if deadline is None:
             deadline = anyio.current_time() + self._watcher.command_deadline
         return await self._wait_for_release(deadline)

@@ -252,7 +252,7 @@ class Supervisor(Observable, AsyncContextManagerMixin):
     def unavailable(self, why: str) -> Unavailable:
         return _Refusal(self)(why)
 
-    def hint(self) -> None:
+    def _target_may_be_back(self) -> None:
         """Evidence that the target may be back: the prober tries now, not after its wait."""
         if self._hint is not None:
             self._hint.set()
@@ -383,7 +383,7 @@ class Supervisor(Observable, AsyncContextManagerMixin):
                     await self._follow(address, Cause.FAILOVER)
         if self._wake is not None:
             self._wake.set()
-        self.hint()
+        self._target_may_be_back()
 
     def _retry_later(self, cause: Cause, detail: str, showed: Showed) -> None:
         self._attempt_due = time.monotonic() + self._schedule_retry(cause, detail, showed)

@@ -66,7 +66,8 @@ class SupervisorStatistics(NamedTuple):
     connections_lost: int
     health_checks: int
     health_latency: float | None
-    """Seconds the last PING took, or None before the first."""
+    """Seconds the health check's last round trip (PING, or INFO on a fresh connection) took,
+    or None before the first."""
     waiters: int
     """Commands waiting: at the gate, or for a connection to be released."""
     subscribers: int

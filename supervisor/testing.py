@@ -55,19 +55,36 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def wait_ping(host: str, port: int, password: str | None = None) -> None:
+def wait_ping(
+    host: str,
+    port: int,
+    password: str | None = None,
+    ours: subprocess.Popen[bytes] | None = None,
+) -> None:
+    """Until the server answers PING. With ``ours``, also that it is that process:
+    ``PortTaken`` when it exited or another process answers on the port."""
     deadline = time.monotonic() + BOUND
     last: Exception | None = None
     while time.monotonic() < deadline:
+        if ours is not None and ours.poll() is not None:
+            raise PortTaken(f"redis-server on port {port} exited ({ours.returncode})")
         try:
-            with redis.Redis(host=host, port=port, password=password, socket_timeout=1) as r:
+            with _admin(host, port, password) as r:
                 r.ping()
-                return
-        except (redis.exceptions.AuthenticationError, redis.exceptions.BusyLoadingError):
+                pid = int(r.info("server")["process_id"])
+        except redis.exceptions.BusyLoadingError:
             return
+        except redis.exceptions.AuthenticationError as exc:
+            if ours is None:
+                return
+            raise PortTaken(f"port {port} answers with another password") from exc
         except redis.RedisError as exc:
             last = exc
             time.sleep(0.02)
+            continue
+        if ours is not None and pid != ours.pid:
+            raise PortTaken(f"port {port} is served by process {pid}, not ours")
+        return
     raise RuntimeError(f"redis on {host}:{port} did not answer PING within {BOUND} s: {last}")
 
 
@@ -106,13 +123,16 @@ class BinaryServer:
             if not wait:
                 return
             try:
-                self._wait_ours()
+                wait_ping(self.host, self.port, self.password, ours=self._proc)
                 return
             except PortTaken:
                 self.kill()
                 if not first:
                     raise
                 self.port = self._pick_port()
+            except BaseException:
+                self.kill()
+                raise
         raise RuntimeError(f"no free port for redis-server after 5 tries (last {self.port})")
 
     def _pick_port(self) -> int:
@@ -144,36 +164,6 @@ class BinaryServer:
     def _spawn(self) -> None:
         self._proc = subprocess.Popen(
             self._args(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
-        )
-
-    def _wait_ours(self) -> None:
-        """Until the server answers PING; ``PortTaken`` when our process exited or
-        another process answers on the port."""
-        proc = self._proc
-        assert proc is not None
-        deadline = time.monotonic() + BOUND
-        last: Exception | None = None
-        while time.monotonic() < deadline:
-            if proc.poll() is not None:
-                raise PortTaken(f"redis-server on port {self.port} exited ({proc.returncode})")
-            try:
-                with _admin(self.host, self.port, self.password) as r:
-                    r.ping()
-                    pid = int(r.info("server")["process_id"])
-            except redis.exceptions.BusyLoadingError:
-                return
-            except redis.exceptions.AuthenticationError as exc:
-                raise PortTaken(f"port {self.port} answers with another password") from exc
-            except redis.RedisError as exc:
-                last = exc
-                time.sleep(0.02)
-                continue
-            if pid != proc.pid:
-                raise PortTaken(f"port {self.port} is served by process {pid}, not ours")
-            return
-        self.kill()
-        raise RuntimeError(
-            f"redis on {self.host}:{self.port} did not answer PING within {BOUND} s: {last}"
         )
 
     def _signal(self, sig: int) -> None:

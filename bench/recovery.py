@@ -73,7 +73,6 @@ class Load:
         self._command = command
         self._tasks = tasks
         self.errors = 0
-        self.ok = 0
         self.mark_at = float("inf")
         self.first_ok: float | None = None
         self._after_mark = asyncio.Event()
@@ -92,7 +91,6 @@ class Load:
                 self.errors += 1
                 await asyncio.sleep(0)
                 continue
-            self.ok += 1
             if started >= self.mark_at and self.first_ok is None:
                 self.first_ok = time.time()
                 self._after_mark.set()

@@ -61,7 +61,7 @@ __all__ = (
     "Unavailable",
 )
 
-__version__ = "0.1.0"
+from supervisor._version import __version__ as __version__
 
 for _name in __all__:
     _obj = globals()[_name]

@@ -1,11 +1,15 @@
 """``SupervisedRedis``: a real ``redis.asyncio.Redis`` whose failures are handled.
 
-The happy path is redis-py's own; this class only adds a ``try``. When a
-command fails on a broken connection, it is sent again after the supervisor
-has restored the connection, but only if sending it twice cannot do harm:
-it never left the client, the server refused it unexecuted (LOADING, or
-READONLY after a failover), or it only reads. Anything else raises
+The happy path is redis-py's own; this class only adds a ``try``. What a
+failure proves (``supervisor.resend``) decides what follows: an error reply
+stands as redis-py raised it; one that claims the target is loading or a
+replica stands unless the supervisor's check confirms it; a command is sent
+again only when that cannot apply a write twice: it never left the client,
+the server refused it unexecuted, or it only reads. Anything else raises
 ``OutcomeUnknown``. Pipelines follow the same rule as a whole.
+
+Built on a pool that is not a supervisor's (``from_url()``, ``from_pool()``),
+it is plain redis-py.
 """
 
 from __future__ import annotations
@@ -16,77 +20,136 @@ from typing import Any
 import anyio
 from redis.asyncio import Redis
 from redis.asyncio.client import Pipeline
-from redis.exceptions import BusyLoadingError, ReadOnlyError
 from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import ReadOnlyError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
-from supervisor.causes import Cause
 from supervisor.commands import READ_ONLY, command_name
-from supervisor.errors import OutcomeUnknown, SupervisorError, Unavailable
-from supervisor.losses import Loss, describe
+from supervisor.errors import OutcomeUnknown, SupervisorError, Unavailable, also_a
+from supervisor.losses import Loss, Watcher, describe
 from supervisor.pool import NotSent, SupervisedConnectionPool
+from supervisor.resend import BLOCKING, Failure, blocking_timeout, claim_of, failure_of
 from supervisor.schedule import Showed
 
 __all__ = ("SupervisedPipeline", "SupervisedRedis")
 
 _ATTEMPTS = 3
 _NOT_OURS = (SupervisorError,)
-_NOT_APPLIED = (NotSent, BusyLoadingError, ReadOnlyError)
-_RECOVERABLE = (RedisConnectionError, RedisTimeoutError, ReadOnlyError)
-_RECOVERABLE_BATCH = (RedisConnectionError, RedisTimeoutError)
+_FAILURES = (RedisConnectionError, RedisTimeoutError, ReadOnlyError)
+_FAILURES_BATCH = (RedisConnectionError, RedisTimeoutError)
+_VERDICT_NEEDED = (Failure.TIMED_OUT, Failure.CLAIM)
 
 
 class SupervisedRedis(Redis):
-    """The client a ``Supervisor`` hands out as ``sup.client``."""
+    """The client a ``Supervisor`` hands out as ``sup.client``.
 
-    def __init__(
-        self, *, connection_pool: SupervisedConnectionPool, idempotent: frozenset[str]
-    ) -> None:
-        super().__init__(connection_pool=connection_pool)
-        self._supervised_pool = connection_pool
-        self._retryable = READ_ONLY | idempotent
+    It takes redis-py's constructor arguments, so ``client()`` (a single
+    connection) and ``pipeline()`` work as they do on ``redis.asyncio.Redis``.
+    """
+
+    def __init__(self, *, connection_pool: Any = None, **kwargs: Any) -> None:
+        super().__init__(connection_pool=connection_pool, **kwargs)
+        pool = self.connection_pool
+        self._watcher: Watcher | None = None
+        self._retryable = READ_ONLY
+        if isinstance(pool, SupervisedConnectionPool):
+            self._watcher = pool._watcher
+            self._retryable = READ_ONLY | pool.idempotent
 
     async def execute_command(self, *args: Any, **options: Any) -> Any:
+        send: Callable[..., Awaitable[Any]] = (
+            self._send_blocking if args[0] in BLOCKING else super().execute_command
+        )
         try:
-            return await super().execute_command(*args, **options)  # type: ignore[no-untyped-call]
-        except _RECOVERABLE as exc:
-            if isinstance(exc, _NOT_OURS):
+            return await send(*args, **options)
+        except _FAILURES as exc:
+            if self._watcher is None or isinstance(exc, _NOT_OURS):
                 raise
             name = command_name(args)
-            send: Callable[..., Awaitable[Any]] = super().execute_command
             return await self._recover(
                 name, name in self._retryable, lambda: send(*args, **options), exc
             )
+
+    async def _send_blocking(self, *args: Any, **options: Any) -> Any:
+        """A blocking command waits its own timeout on top of ``socket_timeout``, so
+        ``BLPOP(timeout=3)`` is not cut at a 1 s ``socket_timeout``."""
+        waits = blocking_timeout(args)
+        pool = self.connection_pool
+        timeout = pool.connection_kwargs.get("socket_timeout")
+        if waits is None or timeout is None:
+            return await Redis.execute_command(self, *args, **options)
+        await self.initialize()
+        conn: Any = self.connection or await pool.get_connection()
+        if self.single_connection_client:
+            await self._single_conn_lock.acquire()
+        try:
+            conn.socket_timeout = None if waits == 0 else timeout + waits
+            try:
+                return await self._send_command_parse_response(conn, args[0], *args, **options)  # type: ignore[no-untyped-call]
+            except (RedisConnectionError, RedisTimeoutError, OSError):
+                await conn.disconnect()
+                raise
+            finally:
+                conn.socket_timeout = timeout
+        finally:
+            if self.single_connection_client:
+                self._single_conn_lock.release()
+            if not self.connection:
+                await pool.release(conn)
 
     def pipeline(self, transaction: bool = True, shard_hint: str | None = None) -> Pipeline:
         return SupervisedPipeline(self, transaction, shard_hint)
 
     async def _recover(
-        self, name: str, retryable: bool, again: Callable[[], Awaitable[Any]], exc: Exception
+        self,
+        name: str,
+        retryable: bool,
+        again: Callable[[], Awaitable[Any]],
+        exc: Exception,
+        *,
+        batch: bool = False,
     ) -> Any:
-        """Report the failure; re-send once the gate reopens if that cannot apply a
-        write twice, up to ``_ATTEMPTS`` times within the command deadline."""
-        watcher = self._supervised_pool._watcher
+        """Act on what the failure proves; re-send once the gate reopens if that cannot
+        apply a write twice, up to ``_ATTEMPTS`` times within the command deadline."""
+        watcher = self._watcher
+        assert watcher is not None
+        gate = watcher.gate
         deadline = anyio.current_time() + watcher.command_deadline
         for _ in range(_ATTEMPTS):
-            cause = Cause.READONLY if isinstance(exc, ReadOnlyError) else None
-            stalled = isinstance(exc, RedisTimeoutError)
-            turned_away = isinstance(exc, NotSent) and exc.showed is Showed.TURNED_AWAY
-            loss = Loss(
-                describe(exc),
-                None,
-                command_failed=True,
-                cause=cause,
-                stalled=stalled,
-                turned_away=turned_away,
-            )
-            watcher.connection_lost(loss)
-            if not isinstance(exc, _NOT_APPLIED) and not retryable:
-                raise OutcomeUnknown(name, describe(exc)) from exc
-            await watcher.gate.wait_open(deadline)
+            failure = failure_of(exc)
+            if failure is Failure.ANSWER:
+                raise exc
+            generation = gate.generation
+            error = describe(exc)
+            if failure is Failure.CLAIM:
+                watcher.reply_claims(claim_of(exc), error)
+            else:
+                watcher.connection_lost(
+                    Loss(
+                        error,
+                        None,
+                        command_failed=True,
+                        stalled=failure is Failure.TIMED_OUT,
+                        turned_away=isinstance(exc, NotSent) and exc.showed is Showed.TURNED_AWAY,
+                    )
+                )
+            if not retryable and failure in (Failure.LOST, Failure.TIMED_OUT):
+                cls = also_a(OutcomeUnknown, type(exc)) if failure is Failure.TIMED_OUT else None
+                raise (cls or OutcomeUnknown)(name, error) from exc
+            try:
+                await gate.wait_open(deadline)
+            except Unavailable as refused:
+                if failure in _VERDICT_NEEDED:
+                    raise also_a(Unavailable, type(exc))(str(refused), cause=refused.cause) from exc
+                raise
+            if failure in _VERDICT_NEEDED and gate.generation == generation:
+                raise exc  # the check found the target as it was: the error was this command's
+            if batch and not retryable and failure is Failure.CLAIM:
+                # a confirmed LOADING proves the first command was refused, not the rest
+                raise OutcomeUnknown(name, error) from exc
             try:
                 return await again()
-            except _RECOVERABLE as failed:
+            except _FAILURES as failed:
                 if isinstance(failed, _NOT_OURS):
                     raise
                 exc = failed
@@ -112,16 +175,17 @@ class SupervisedPipeline(Pipeline):
         watching = self.watching
         try:
             return await super().execute(raise_on_error)
-        except _RECOVERABLE_BATCH as exc:
-            if isinstance(exc, _NOT_OURS) or watching or not stack:
+        except _FAILURES_BATCH as exc:
+            client = self._client
+            if client._watcher is None or isinstance(exc, _NOT_OURS) or watching or not stack:
                 raise
             names = [command_name(args) for args, _ in stack]
             label = ("MULTI " if self.is_transaction else "PIPELINE ") + " ".join(names)
-            retryable = all(n in self._client._retryable for n in names)
+            retryable = all(n in client._retryable for n in names)
 
             async def again() -> list[Any]:
                 self.command_stack = list(stack)
                 return await Pipeline.execute(self, raise_on_error)
 
-            result: list[Any] = await self._client._recover(label, retryable, again, exc)
+            result: list[Any] = await client._recover(label, retryable, again, exc, batch=True)
             return result

@@ -179,7 +179,7 @@ class ClusterSupervisor(Observable, AsyncContextManagerMixin):
             max_connections=config.max_connections,
             socket_timeout=config.socket_timeout,
             socket_connect_timeout=config.socket_connect_timeout,
-            client_name=config.client_name,
+            client_name=config.client_name or None,
             decode_responses=config.decode_responses,
             **auth,
         )

@@ -18,8 +18,16 @@ from pathlib import Path
 from typing import Any, Literal
 from urllib.parse import urlsplit
 
-from redis.asyncio.connection import parse_url
+from redis.asyncio.connection import (
+    Connection,
+    SSLConnection,
+    UnixDomainSocketConnection,
+    parse_url,
+)
+from redis.driver_info import DriverInfo
+from redis.exceptions import RedisError
 
+from supervisor._version import __version__
 from supervisor.errors import ConfigError
 
 __all__ = ("SupervisorConfig", "redact_url")
@@ -49,7 +57,13 @@ class SupervisorConfig:
 
     Args:
         url: ``redis://[[user]:password@]host:port/db``, ``rediss://`` or ``unix://``.
-        client_name: set with ``CLIENT SETNAME`` on every connection.
+            Its query options are redis-py's: one that names a key of this config
+            (``max_connections``, ``socket_timeout``, ``socket_connect_timeout``,
+            ``client_name``, ``decode_responses``; ``socket_keepalive`` for
+            ``tcp_keepalive``) sets that key, as it wins in redis-py; the others go to
+            redis-py's connections untouched.
+        client_name: set with ``CLIENT SETNAME`` on every connection; None or ``""``
+            sets none.
         health_check_interval: seconds between health checks (PING with a
             reply deadline) that run whether or not the app sends commands.
         health_check_timeout: seconds a health check waits for its reply.
@@ -67,7 +81,10 @@ class SupervisorConfig:
             ``"fail_fast"`` (they fail at once while the target is not READY).
         max_waiters: commands allowed to wait at once; more fail at once.
         max_connections: size of the connection pool.
-        socket_timeout / socket_connect_timeout: seconds, per read and per connect.
+        socket_timeout / socket_connect_timeout: seconds, per read and per connect;
+            ``socket_timeout`` None (``"none"`` in a file) waits for a reply without
+            limit, as redis-py does by default. A blocking command (``BLPOP``,
+            ``XREAD BLOCK``, ``WAIT``...) waits its own timeout on top of it.
         tcp_keepalive, tcp_keepalive_idle/interval/count: kernel keepalive probes.
         server_idle_timeout: the server's ``timeout`` when ``CONFIG GET`` is not
             allowed (managed Redis); otherwise it is read from the server.
@@ -82,10 +99,14 @@ class SupervisorConfig:
         cluster_nodes: ``host:port`` seed nodes of a Redis Cluster; when set, the
             target is the cluster (use ``ClusterSupervisor``) and ``url`` only gives
             the credentials and TLS.
+        redis_options: keyword arguments passed untouched to every redis-py
+            connection (``encoding``, ``encoding_errors``, ``protocol``,
+            ``health_check_interval``, ``credential_provider``, ``driver_info``...).
+            Options this config owns are refused with the key to use instead.
     """
 
     url: str = field(default="redis://127.0.0.1:6379/0", repr=False)
-    client_name: str = "supervisor"
+    client_name: str | None = "supervisor"
     health_check_interval: float = 1.0
     health_check_timeout: float = 0.5
     refused_interval: float = 0.005
@@ -97,7 +118,7 @@ class SupervisorConfig:
     offline: Offline = "wait"
     max_waiters: int = 1000
     max_connections: int = 100
-    socket_timeout: float = 5.0
+    socket_timeout: float | None = 5.0
     socket_connect_timeout: float = 5.0
     tcp_keepalive: bool = True
     tcp_keepalive_idle: int = 30
@@ -111,15 +132,23 @@ class SupervisorConfig:
     service_name: str = ""
     role: Literal["master", "replica"] = "master"
     cluster_nodes: tuple[str, ...] = ()
+    redis_options: Mapping[str, Any] = field(default_factory=dict, repr=False)
 
     def __post_init__(self) -> None:
+        _validate_url(self.url)
+        _apply_url_options(self)
         _validate(self)
 
     def __repr__(self) -> str:
         fields = ", ".join(
             f"{f.name}={getattr(self, f.name)!r}" for f in dataclasses.fields(self) if f.repr
         )
-        return f"SupervisorConfig(url={self.display_url!r}, {fields})"
+        # values of redis_options may be secrets (password, credential_provider)
+        options = ", ".join(sorted(self.redis_options))
+        return (
+            f"SupervisorConfig(url={self.display_url!r}, {fields}, "
+            f"redis_options=<{options or 'none'}>)"
+        )
 
     @property
     def display_url(self) -> str:
@@ -176,12 +205,19 @@ class SupervisorConfig:
     def connection_kwargs(self) -> dict[str, Any]:
         """Keyword arguments for redis-py connections built from this config."""
         kwargs = self._parsed()
+        for name in _URL_KEYS:
+            kwargs.pop(name, None)
+        kwargs.update(self.redis_options)
         kwargs.update(
-            client_name=self.client_name,
+            client_name=self.client_name or None,
             socket_timeout=self.socket_timeout,
             socket_connect_timeout=self.socket_connect_timeout,
             decode_responses=self.decode_responses,
         )
+        if not {"driver_info", "lib_name", "lib_version"} & kwargs.keys():
+            # CLIENT SETINFO as redis-py sends it, naming this library on top (Redis
+            # 7.2+; older servers refuse it and redis-py ignores the refusal)
+            kwargs["driver_info"] = DriverInfo().add_upstream_driver("supervisor", __version__)
         if "path" not in kwargs:
             kwargs["socket_keepalive"] = self.tcp_keepalive
             if self.tcp_keepalive:
@@ -231,8 +267,17 @@ def _coerce(key: str, value: Any, source: str) -> Any:
         if not isinstance(value, (list, tuple)) or not all(isinstance(v, str) for v in value):
             raise ConfigError(f"{source}: {key} must be a list of strings")
         return tuple(v.upper() for v in value) if key == "idempotent_commands" else tuple(value)
+    if key == "redis_options":
+        if not isinstance(value, Mapping) or not all(isinstance(k, str) for k in value):
+            raise ConfigError(
+                f"{source}: redis_options must be a table of redis-py connection options "
+                "(a [redis_options] table in the file; not settable from the environment)"
+            )
+        return dict(value)
     if not isinstance(value, str):
         return value
+    if key in ("socket_timeout", "server_idle_timeout") and value.strip().lower() == "none":
+        return None
     default = _DEFAULTS.get(key)
     try:
         if isinstance(default, bool):
@@ -242,7 +287,7 @@ def _coerce(key: str, value: Any, source: str) -> Any:
             return lowered in ("1", "true", "yes", "on")
         if isinstance(default, int):
             return int(value)
-        if isinstance(default, float) or key == "server_idle_timeout":
+        if isinstance(default, float) or key in ("server_idle_timeout", "socket_timeout"):
             return float(value)
     except ValueError:
         kind = type(default).__name__ if default is not None else "number"
@@ -269,8 +314,7 @@ _MAX_SECONDS = 86400.0
 
 
 def _validate(c: SupervisorConfig) -> None:
-    _validate_url(c.url)
-    numbers: dict[str, float] = {
+    numbers: dict[str, float | None] = {
         "health_check_interval": c.health_check_interval,
         "health_check_timeout": c.health_check_timeout,
         "refused_interval": c.refused_interval,
@@ -281,6 +325,8 @@ def _validate(c: SupervisorConfig) -> None:
         "socket_timeout": c.socket_timeout,
         "socket_connect_timeout": c.socket_connect_timeout,
     }
+    if c.socket_timeout is None:
+        del numbers["socket_timeout"]
     for name, value in numbers.items():
         if (
             isinstance(value, bool)
@@ -306,7 +352,10 @@ def _validate(c: SupervisorConfig) -> None:
         raise ConfigError(
             f"backoff_cap ({c.backoff_cap}) must be >= backoff_base ({c.backoff_base})"
         )
-    if c.health_check_timeout >= c.health_check_interval + c.socket_timeout:
+    if (
+        c.socket_timeout is not None
+        and c.health_check_timeout >= c.health_check_interval + c.socket_timeout
+    ):
         raise ConfigError(
             f"health_check_timeout ({c.health_check_timeout}) must be below "
             "health_check_interval + socket_timeout"
@@ -330,14 +379,103 @@ def _validate(c: SupervisorConfig) -> None:
     for flag in ("tcp_keepalive", "decode_responses"):
         if not isinstance(getattr(c, flag), bool):
             raise ConfigError(f"{flag} must be true or false, got {getattr(c, flag)!r}")
-    if (
-        not isinstance(c.client_name, str)
-        or not c.client_name
-        or any(ch.isspace() for ch in c.client_name)
+    if c.client_name is not None and (
+        not isinstance(c.client_name, str) or any(ch.isspace() for ch in c.client_name)
     ):
         raise ConfigError(
-            f"client_name must be a non-empty word without spaces, got {c.client_name!r}"
+            f"client_name must be a word without spaces (None or '' for none), "
+            f"got {c.client_name!r}"
         )
+    _validate_redis_options(c)
+
+
+_URL_KEYS = {
+    "max_connections": "max_connections",
+    "socket_timeout": "socket_timeout",
+    "socket_connect_timeout": "socket_connect_timeout",
+    "client_name": "client_name",
+    "decode_responses": "decode_responses",
+    "socket_keepalive": "tcp_keepalive",
+}
+"""redis-py URL query options that set a key of this config (redis-py's name: ours)."""
+
+_OWNED = {
+    **{name: f"set {key} in the config" for name, key in _URL_KEYS.items()},
+    "socket_keepalive_options": "set tcp_keepalive_idle, _interval and _count in the config",
+    "host": "put it in url",
+    "port": "put it in url",
+    "path": "put it in url",
+    "db": "put it in url",
+    "connection_class": "the url's scheme chooses it",
+    "retry": "the supervisor decides what is re-sent (see idempotent_commands)",
+    "retry_on_error": "the supervisor decides what is re-sent (see idempotent_commands)",
+    "retry_on_timeout": "the supervisor decides what is re-sent (see idempotent_commands)",
+    "redis_connect_func": "the supervisor's pool connects",
+    "event_dispatcher": "the supervisor's pool owns it",
+}
+"""Connection options the supervisor owns, with what to do instead."""
+
+
+def _apply_url_options(c: SupervisorConfig) -> None:
+    """A URL query option that names a config key sets it (it wins in redis-py); the
+    config setting the same key to something else is a contradiction, refused."""
+    query: dict[str, Any] = dict(parse_url(c.url))
+    for name, key in _URL_KEYS.items():
+        if name not in query:
+            continue
+        value = _coerce(key, query[name], "url")
+        current = getattr(c, key)
+        if current != _DEFAULTS[key] and current != value:
+            raise ConfigError(
+                f"url sets {name}={value!r} but the config sets {key}={current!r}; "
+                "set it in one place"
+            )
+        object.__setattr__(c, key, value)
+
+
+def _connection_class(url: str) -> type[Connection | UnixDomainSocketConnection]:
+    scheme = urlsplit(url).scheme
+    if scheme == "unix":
+        return UnixDomainSocketConnection
+    return SSLConnection if scheme == "rediss" else Connection
+
+
+def _validate_redis_options(c: SupervisorConfig) -> None:
+    options = c.redis_options
+    if not isinstance(options, Mapping) or not all(isinstance(k, str) for k in options):
+        raise ConfigError("redis_options must be a mapping of redis-py connection options")
+    url_options = parse_url(c.url).keys() - _URL_KEYS.keys() - {"host", "port", "path", "db"}
+    known = _connection_options()
+    for where, names in (("redis_options", options.keys()), ("url", url_options)):
+        for name in names:
+            if name in _OWNED:
+                raise ConfigError(f"{where}: {name!r} is the supervisor's: {_OWNED[name]}")
+            if name not in known:
+                raise ConfigError(
+                    f"{where}: {name!r} is not a redis-py connection option{_closest(name, known)}"
+                )
+    try:
+        _connection_class(c.url)(**c.connection_kwargs())
+    except (TypeError, ValueError, RedisError) as exc:
+        # redis-py's message names the option, not a secret value
+        raise ConfigError(f"redis_options/url: redis-py refuses them: {exc}") from None
+
+
+def _connection_options() -> set[str]:
+    import inspect
+
+    names: set[str] = set()
+    for cls in (Connection, SSLConnection, UnixDomainSocketConnection):
+        for klass in cls.__mro__:
+            init = klass.__dict__.get("__init__")
+            if init is not None:
+                names.update(
+                    p
+                    for p, param in inspect.signature(init).parameters.items()
+                    if param.kind is param.KEYWORD_ONLY or param.kind is param.POSITIONAL_OR_KEYWORD
+                )
+    names.discard("self")
+    return names - _OWNED.keys()
 
 
 def _validate_sentinels(c: SupervisorConfig) -> None:

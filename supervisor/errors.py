@@ -7,9 +7,10 @@ catching what it caught before.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, TypeVar
 
 from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import RedisError
 
 from supervisor.causes import Cause
 
@@ -40,15 +41,15 @@ class OutcomeUnknown(SupervisorError, RedisConnectionError):
         self.command = command
         self.reason = reason
         super().__init__(
-            f"{command}: the connection was lost after the command was sent and "
-            f"before its reply arrived ({reason}); it may or may not have been "
-            "applied, so it was not retried. Read the value back to find out, or "
-            "list the command in `idempotent_commands` if re-sending it is safe."
+            f"{command}: the command was sent and its reply was lost ({reason}); "
+            "it may or may not have been applied, so it was not retried. Read the "
+            "value back to find out, or list the command in `idempotent_commands` "
+            "if re-sending it is safe."
         )
 
-    def __reduce__(self) -> tuple[type[OutcomeUnknown], tuple[str, str]]:
+    def __reduce__(self) -> tuple[Any, ...]:
         """Rebuilt from its own arguments, so it crosses process boundaries (pickle)."""
-        return type(self), (self.command, self.reason)
+        return _outcome_unknown, (self.command, self.reason, _also(type(self)))
 
 
 class Unavailable(SupervisorError, RedisConnectionError):
@@ -64,8 +65,46 @@ class Unavailable(SupervisorError, RedisConnectionError):
         super().__init__(message)
 
     def __reduce__(self) -> tuple[Any, ...]:
-        return _unavailable, (str(self), self.cause)
+        return _unavailable, (str(self), self.cause, _also(type(self)))
 
 
-def _unavailable(message: str, cause: Cause | None) -> Unavailable:
-    return Unavailable(message, cause=cause)
+_E = TypeVar("_E", bound=SupervisorError)
+
+
+_BLENDS: dict[tuple[type, type], type] = {}
+
+
+def also_a(cls: type[_E], redis_type: type[BaseException]) -> type[_E]:
+    """``cls`` that is also ``redis_type``: what the supervisor concluded, raised as the
+    type redis-py raised, so ``except ReadOnlyError`` or ``except TimeoutError`` still
+    catches it (a write that timed out, a LOADING that outlasted the deadline)."""
+    if issubclass(cls, redis_type) or not issubclass(redis_type, RedisError):
+        return cls
+    known = _BLENDS.get((cls, redis_type))
+    if known is not None:
+        return known
+    blend = type(
+        cls.__name__, (cls, redis_type), {"__module__": "supervisor", "_redis_type": redis_type}
+    )
+    blend.__qualname__ = f"{cls.__name__}[{redis_type.__name__}]"
+    _BLENDS[cls, redis_type] = blend
+    return blend
+
+
+def _also(cls: type[SupervisorError]) -> type[RedisError] | None:
+    redis_type: type[RedisError] | None = cls.__dict__.get("_redis_type")
+    return redis_type
+
+
+def _outcome_unknown(
+    command: str, reason: str, redis_type: type[RedisError] | None
+) -> OutcomeUnknown:
+    cls = also_a(OutcomeUnknown, redis_type) if redis_type else OutcomeUnknown
+    return cls(command, reason)
+
+
+def _unavailable(
+    message: str, cause: Cause | None, redis_type: type[RedisError] | None = None
+) -> Unavailable:
+    cls = also_a(Unavailable, redis_type) if redis_type else Unavailable
+    return cls(message, cause=cause)

@@ -48,6 +48,10 @@ class Watcher(Protocol):
 
     def connection_lost(self, loss: Loss) -> None: ...
 
+    def reply_claims(self, cause: Cause, error: str) -> None:
+        """An error reply says the target is loading or a replica: check it."""
+        ...
+
     def unavailable(self, why: str) -> Unavailable:
         """The error for a command that cannot be served, naming the target's state."""
         ...

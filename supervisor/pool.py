@@ -95,8 +95,12 @@ class SupervisedConnectionPool(ConnectionPool):
     never hands out a connection from before an outage, and reports what broke.
     """
 
-    def __init__(self, *, watcher: Watcher, **kwargs: Any) -> None:
+    def __init__(
+        self, *, watcher: Watcher, idempotent: frozenset[str] = frozenset(), **kwargs: Any
+    ) -> None:
         self._watcher = watcher
+        self.idempotent = idempotent
+        """Commands besides the read-only ones that may be re-sent (``idempotent_commands``)."""
         self._gate = watcher.gate
         self.dialing = True
         """False while the server turns new connections away: only idle ones are used."""

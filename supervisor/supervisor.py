@@ -117,13 +117,12 @@ class Supervisor(Observable, AsyncContextManagerMixin):
         self.gate = Gate(max_waiters=config.max_waiters, fail_fast=config.offline == "fail_fast")
         self._pool = SupervisedConnectionPool(
             watcher=self,
+            idempotent=frozenset(config.idempotent_commands),
             connection_class=connection_class,
             max_connections=config.max_connections,
             **kwargs,
         )
-        self.client: SupervisedRedis = SupervisedRedis(
-            connection_pool=self._pool, idempotent=frozenset(config.idempotent_commands)
-        )
+        self.client: SupervisedRedis = SupervisedRedis(connection_pool=self._pool)
         self._probe = Probe(
             connection_class,
             kwargs,
@@ -141,6 +140,11 @@ class Supervisor(Observable, AsyncContextManagerMixin):
         )
         self._situation: tuple[Cause, Showed] | None = None
         self._facts: ServerFacts | None = None
+        self._master_seen = False
+        """The target answered as a master once: a READONLY from it now means a failover."""
+        self._claims: dict[Cause, str] = {}
+        """What error replies claimed since the last check (LOADING, READONLY), with the
+        reply: the next check confirms or refutes it."""
         self._losses: list[Loss] = []
         self._failed_commands = 0
         self._turned_away: Loss | None = None
@@ -231,22 +235,24 @@ class Supervisor(Observable, AsyncContextManagerMixin):
     def connection_lost(self, loss: Loss) -> None:
         """Record a broken connection; a failed command also makes new commands
         wait for the check that follows, so they do not dial a dead server."""
-        if loss.cause is Cause.READONLY:
-            if self._state is ConnectionState.READY:
-                self._transition(
-                    ConnectionState.RECONNECTING,
-                    Cause.READONLY,
-                    f"{loss.error}: the server became a replica (failover?); reconnecting "
-                    "until the URL leads to a master",
-                )
-        elif len(self._losses) < _MAX_PENDING_LOSSES and not loss.turned_away:
+        if len(self._losses) < _MAX_PENDING_LOSSES and not loss.turned_away:
             self._losses.append(loss)
         if loss.turned_away:
             self._turned_away = loss
         if loss.command_failed:
-            self._failed_commands += 1
-            if self.gate.admission is Admission.OPEN:
-                self.gate.set(Admission.VERIFYING, self._refusal())
+            self._command_failed()
+
+    def reply_claims(self, cause: Cause, error: str) -> None:
+        """An error reply says the target is loading or a replica. Any server can send
+        one (``DEBUG ERROR``, a module), so the next check decides; until then new
+        commands wait for it, as after a failed command."""
+        self._claims.setdefault(cause, error)
+        self._command_failed()
+
+    def _command_failed(self) -> None:
+        self._failed_commands += 1
+        if self.gate.admission is Admission.OPEN:
+            self.gate.set(Admission.VERIFYING, self._refusal())
         if self._wake is not None:
             self._wake.set()
 
@@ -411,6 +417,8 @@ class Supervisor(Observable, AsyncContextManagerMixin):
 
     def _recovered(self, facts: ServerFacts) -> None:
         previous, down_cause = self._facts, self._cause
+        self._claims.clear()
+        self._master_seen = self._master_seen or facts.role == "master"
         self._schedule.reset()
         self._losses.clear()
         if self._state is ConnectionState.CONNECTING:
@@ -469,17 +477,22 @@ class Supervisor(Observable, AsyncContextManagerMixin):
                 facts = await self._current_facts()
             await self._sample_output_buffers()
         except ProbeFailed as failure:
+            self._claims.clear()
             await self._check_failed(failure, reopen=not opening)
+            return
+        if self._demoted(facts):
             return
         self._healthy(facts, failed_before)
         refresh_after = (facts.idle_timeout or 0) / 3 or float("inf")
         await self._pool.refresh_idle(refresh_after, self.config.health_check_timeout)
 
     async def _verify(self) -> None:
-        """A command failed: one PING says whether the server still answers."""
+        """A command failed: one PING says whether the server still answers (a LOADING
+        server does not); a READONLY reply also costs an ``INFO`` for the role."""
         failed_before = self._failed_commands
         opening = not self._probe.is_open
         if opening and self._state is ConnectionState.OVERLOADED:
+            self._claims.clear()
             self.gate.set(Admission.OPEN)  # only the prober dials while overloaded
             return
         try:
@@ -487,11 +500,34 @@ class Supervisor(Observable, AsyncContextManagerMixin):
                 facts: ServerFacts | None = await self._probe.open()
             else:
                 await self._probe.ping()
-                facts = None
+                facts = await self._probe.facts(self._facts) if self._claims else None
         except ProbeFailed as failure:
+            self._claims.clear()
             await self._check_failed(failure, reopen=not opening)
             return
+        if facts is not None and self._demoted(facts):
+            return
         self._healthy(facts, failed_before)
+
+    def _demoted(self, facts: ServerFacts) -> bool:
+        """Judge what error replies claimed against the server's own facts: a READONLY
+        from a target that was a master (or must be one) while it now is a replica is a
+        failover behind one address. Otherwise the replies were answers."""
+        claims, self._claims = self._claims, {}
+        if facts.role == "master":
+            self._master_seen = True
+        wants_master = self._master_seen or (
+            self._sentinel is not None and self.config.role == "master"
+        )
+        if Cause.READONLY not in claims or not wants_master or facts.role == "master":
+            return False
+        self._transition(
+            ConnectionState.RECONNECTING,
+            Cause.READONLY,
+            f"{claims[Cause.READONLY]}: the server became a replica (role {facts.role}; "
+            "failover?); reconnecting until the URL leads to a master",
+        )
+        return True
 
     async def _dial_once(self) -> None:
         """Overloaded: try one new connection. Accepted, it joins the pool and the target
@@ -534,7 +570,7 @@ class Supervisor(Observable, AsyncContextManagerMixin):
     async def _current_facts(self) -> ServerFacts:
         """Full ``INFO`` only when a loss needs attributing; otherwise refresh the
         idle timeout, which the application's admin may change at any time."""
-        if self._losses or self._facts is None:
+        if self._losses or self._claims or self._facts is None:
             return await self._probe.facts()
         return replace(self._facts, idle_timeout=await self._probe.idle_timeout())
 

@@ -63,7 +63,8 @@ class SupervisorConfig:
             ``tcp_keepalive``) sets that key, as it wins in redis-py; the others go to
             redis-py's connections untouched.
         client_name: set with ``CLIENT SETNAME`` on every connection; None or ``""``
-            sets none.
+            (the default, as in redis-py) sets none. Every connection names the
+            library with ``CLIENT SETINFO`` (Redis 7.2+): ``lib-name=redis-py(supervisor_v…)``.
         health_check_interval: seconds between health checks (PING with a
             reply deadline) that run whether or not the app sends commands.
         health_check_timeout: seconds a health check waits for its reply.
@@ -106,7 +107,7 @@ class SupervisorConfig:
     """
 
     url: str = field(default="redis://127.0.0.1:6379/0", repr=False)
-    client_name: str | None = "supervisor"
+    client_name: str | None = None
     health_check_interval: float = 1.0
     health_check_timeout: float = 0.5
     refused_interval: float = 0.005
@@ -399,6 +400,12 @@ _URL_KEYS = {
 }
 """redis-py URL query options that set a key of this config (redis-py's name: ours)."""
 
+_RESENDS = (
+    "the supervisor decides what is re-sent (see idempotent_commands); redis-py's own "
+    "retries would re-send writes whose reply was lost. Only no retries are accepted "
+    "(Retry(NoBackoff(), 0), retry_on_timeout=False), which is what the supervisor uses"
+)
+
 _OWNED = {
     **{name: f"set {key} in the config" for name, key in _URL_KEYS.items()},
     "socket_keepalive_options": "set tcp_keepalive_idle, _interval and _count in the config",
@@ -407,9 +414,9 @@ _OWNED = {
     "path": "put it in url",
     "db": "put it in url",
     "connection_class": "the url's scheme chooses it",
-    "retry": "the supervisor decides what is re-sent (see idempotent_commands)",
-    "retry_on_error": "the supervisor decides what is re-sent (see idempotent_commands)",
-    "retry_on_timeout": "the supervisor decides what is re-sent (see idempotent_commands)",
+    "retry": _RESENDS,
+    "retry_on_error": _RESENDS,
+    "retry_on_timeout": _RESENDS,
     "redis_connect_func": "the supervisor's pool connects",
     "event_dispatcher": "the supervisor's pool owns it",
 }
@@ -444,21 +451,37 @@ def _validate_redis_options(c: SupervisorConfig) -> None:
     options = c.redis_options
     if not isinstance(options, Mapping) or not all(isinstance(k, str) for k in options):
         raise ConfigError("redis_options must be a mapping of redis-py connection options")
-    url_options = parse_url(c.url).keys() - _URL_KEYS.keys() - {"host", "port", "path", "db"}
+    query: dict[str, Any] = dict(parse_url(c.url))
+    url_options = query.keys() - _URL_KEYS.keys() - {"host", "port", "path", "db"}
+    url_options -= {"connection_class", "username", "password"}
     known = _connection_options()
     for where, names in (("redis_options", options.keys()), ("url", url_options)):
         for name in names:
+            value = options[name] if where == "redis_options" else query.get(name)
             if name in _OWNED:
+                if _retries_off(name, value):
+                    continue
                 raise ConfigError(f"{where}: {name!r} is the supervisor's: {_OWNED[name]}")
             if name not in known:
                 raise ConfigError(
                     f"{where}: {name!r} is not a redis-py connection option{_closest(name, known)}"
                 )
+    kwargs = c.connection_kwargs()
+    kwargs.pop("connection_class", None)
     try:
-        _connection_class(c.url)(**c.connection_kwargs())
+        _connection_class(c.url)(**kwargs)
     except (TypeError, ValueError, RedisError) as exc:
         # redis-py's message names the option, not a secret value
         raise ConfigError(f"redis_options/url: redis-py refuses them: {exc}") from None
+
+
+def _retries_off(name: str, value: Any) -> bool:
+    """A redis-py retry setting that re-sends nothing: harmless, so accepted."""
+    if name == "retry":
+        return callable(getattr(value, "get_retries", None)) and value.get_retries() == 0
+    if name in ("retry_on_timeout", "retry_on_error"):
+        return not value
+    return False
 
 
 def _connection_options() -> set[str]:

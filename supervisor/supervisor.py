@@ -123,9 +123,14 @@ class Supervisor(Observable, AsyncContextManagerMixin):
             **kwargs,
         )
         self.client: SupervisedRedis = SupervisedRedis(connection_pool=self._pool)
+        # the supervisor's own commands are ASCII: an app's ``encoding`` (utf-16...) must
+        # not garble them; a probe built otherwise than the pool's connections is not
+        # handed to the pool
+        probe_kwargs = {k: v for k, v in kwargs.items() if k not in ("encoding", "encoding_errors")}
+        self._adoptable = probe_kwargs == kwargs
         self._probe = Probe(
             connection_class,
-            kwargs,
+            probe_kwargs,
             timeout=config.health_check_timeout,
             connect_timeout=config.socket_connect_timeout,
             idle_timeout=config.server_idle_timeout,
@@ -305,9 +310,10 @@ class Supervisor(Observable, AsyncContextManagerMixin):
         # the first waiting command gets the connection that just proved the target
         # is back (no second handshake before it is served); the probe reopens with
         # the next round, one interval later, off the commands' path
-        connection = self._probe.detach()
-        if connection is not None:
-            await self._pool.adopt(connection)
+        if self._adoptable:
+            connection = self._probe.detach()
+            if connection is not None:
+                await self._pool.adopt(connection)
         self._round_due = time.monotonic() + self._period()
 
     def _needs_master(self) -> bool:

@@ -1,0 +1,176 @@
+"""Run redis-py's own asyncio test suite on plain redis-py and on ``sup.client``.
+
+    python tests/redis_py/run.py [--work DIR] [--modules client,lock,...]
+
+Fetches the pinned redis-py sdist (it ships its tests) from PyPI once into
+``DIR``, makes two copies of its tests (one with ``fixture.py`` handing out
+``sup.client``), starts one redis-server per side and runs both sides at once.
+It fails when a test that passed on plain redis-py did not pass on
+``sup.client`` (failed, errored or skipped), unless ``EXCLUDED`` lists it with
+its reason, and when plain redis-py passed too few tests for the run to mean
+anything.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import shutil
+import subprocess
+import sys
+import xml.etree.ElementTree as ET
+from collections import Counter
+from pathlib import Path
+
+from supervisor.testing import BinaryServer
+
+REDIS_PY = "8.1.0"
+SHA256 = "6e1a19beef9225c83efd689c7e6b7da2d5215b1f42cd13b7fc3714d0a09c7b25"
+MODULES = (
+    "commands pipeline pubsub lock scripting encoding connection_pool client retry "
+    "connection monitor hash keyspace_notifications cwe_404 command_parser usage_counter"
+).split()
+MIN_PLAIN_PASSED = 1000
+"""Fewer passes on plain redis-py means the run itself is broken (no server, a
+missing dependency), not that ``sup.client`` is as good."""
+
+EXCLUDED: dict[str, str] = {}
+"""Test id -> why it may fail on ``sup.client`` although it passes on redis-py:
+only tests that inspect internals that legitimately differ."""
+
+HERE = Path(__file__).resolve().parent
+PYTEST_TIMEOUT = 60
+
+
+def fetch(work: Path) -> Path:
+    """The unpacked sdist, downloaded and checked against its hash once."""
+    root = work / f"redis-{REDIS_PY}"
+    if (root / "tests").is_dir():
+        return root
+    archive = work / f"redis-{REDIS_PY}.tar.gz"
+    if not archive.exists():
+        subprocess.run(
+            [sys.executable, "-m", "pip", "download", "--quiet", "--no-deps"]
+            + ["--no-binary", ":all:", "--dest", str(work), f"redis=={REDIS_PY}"],
+            check=True,
+        )
+    digest = hashlib.sha256(archive.read_bytes()).hexdigest()
+    if digest != SHA256:
+        archive.unlink()
+        raise SystemExit(f"{archive.name}: sha256 {digest} is not the pinned {SHA256}")
+    shutil.unpack_archive(archive, work)
+    return root
+
+
+def prepare(root: Path, side: Path, supervised: bool) -> None:
+    """A copy of the suite without redis-py's sources, so the installed redis is tested."""
+    shutil.rmtree(side, ignore_errors=True)
+    side.mkdir(parents=True)
+    shutil.copytree(root / "tests", side / "tests")
+    shutil.copy(root / "pyproject.toml", side / "pyproject.toml")
+    if supervised:
+        shutil.copy(HERE / "fixture.py", side / "tests" / "test_asyncio" / "supervised_fixture.py")
+        conftest = side / "tests" / "test_asyncio" / "conftest.py"
+        conftest.write_text(
+            conftest.read_text()
+            + "\nfrom tests.test_asyncio.supervised_fixture import create_redis  # noqa\n"
+        )
+
+
+def start(side: Path, url: str, modules: list[str]) -> subprocess.Popen[bytes]:
+    files = [f"tests/test_asyncio/test_{m}.py" for m in modules]
+    log = (side / "pytest.log").open("wb")
+    return subprocess.Popen(
+        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-W", "ignore"]
+        + [f"--redis-url={url}", f"--junitxml={side / 'junit.xml'}"]
+        + [f"--timeout={PYTEST_TIMEOUT}", "-o", "addopts=", *files],
+        cwd=side,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+    )
+
+
+def outcomes(junit: Path) -> dict[str, str]:
+    out = {}
+    for case in ET.parse(junit).iter("testcase"):
+        status = "passed"
+        for child in case:
+            if child.tag in ("failure", "error", "skipped"):
+                status = {"failure": "failed"}.get(child.tag, child.tag)
+        out[f"{case.get('classname')}::{case.get('name')}"] = status
+    return out
+
+
+def module_of(test_id: str) -> str:
+    return test_id.split("::")[0].split(".")[2].removeprefix("test_")
+
+
+def report(plain: dict[str, str], supervised: dict[str, str]) -> list[str]:
+    counts: Counter[tuple[str, str, str]] = Counter()
+    for side, results in (("plain", plain), ("sup", supervised)):
+        for test_id, status in results.items():
+            counts[module_of(test_id), side, status] += 1
+    kinds = ("passed", "failed", "error", "skipped")
+    print(f"{'module':<24}" + "".join(f"{'plain ' + k:>15}" for k in kinds), end="")
+    print("".join(f"{'sup ' + k:>13}" for k in kinds))
+    for module in sorted({m for m, _, _ in counts}):
+        print(f"{module:<24}" + "".join(f"{counts[module, 'plain', k]:>15}" for k in kinds), end="")
+        print("".join(f"{counts[module, 'sup', k]:>13}" for k in kinds))
+    return [
+        test_id
+        for test_id, status in plain.items()
+        if status == "passed"
+        and supervised.get(test_id, "missing") != "passed"
+        and test_id not in EXCLUDED
+    ]
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--work", type=Path, default=Path(".cache/redis-py-suite"))
+    parser.add_argument("--modules", default=",".join(MODULES))
+    args = parser.parse_args()
+    work: Path = args.work.resolve()
+    work.mkdir(parents=True, exist_ok=True)
+    modules = [m for m in args.modules.split(",") if m]
+    root = fetch(work)
+    sides = {"plain": work / "plain", "sup": work / "supervised"}
+    for name, side in sides.items():
+        prepare(root, side, supervised=name == "sup")
+    servers = {name: BinaryServer() for name in sides}
+    running: dict[str, subprocess.Popen[bytes]] = {}
+    try:
+        for name, server in servers.items():
+            server.start()
+            running[name] = start(sides[name], server.url, modules)
+        for name, proc in running.items():
+            # pytest's own per-test timeout ends a hang; this bounds the rest
+            proc.wait(timeout=900)
+    finally:
+        for proc in running.values():
+            if proc.poll() is None:
+                proc.kill()
+        for server in servers.values():
+            server.close()
+    for name, side in sides.items():
+        tail = (side / "pytest.log").read_text(errors="replace").strip().splitlines()[-1:]
+        print(f"{name}: {' '.join(tail)}")
+    plain = outcomes(sides["plain"] / "junit.xml")
+    supervised = outcomes(sides["sup"] / "junit.xml")
+    regressions = report(plain, supervised)
+    passed = sum(status == "passed" for status in plain.values())
+    if passed < MIN_PLAIN_PASSED and modules == MODULES:
+        print(f"plain redis-py passed only {passed} tests: the run is broken")
+        return 1
+    for test_id in regressions:
+        print(f"REGRESSION {supervised.get(test_id, 'missing'):>8}  {test_id}")
+    if regressions:
+        print(f"{len(regressions)} tests pass on plain redis-py and not on sup.client")
+        print(f"details: {sides['sup'] / 'pytest.log'}")
+        return 1
+    print("every test that passes on plain redis-py passes on sup.client")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

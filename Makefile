@@ -11,7 +11,7 @@ PY := $(VENV)/bin/python
 python_for = $(shell for p in "$$(pyenv prefix $(1) 2>/dev/null)/bin/python$(1)" python$(1); do \
 	"$$p" -c '' >/dev/null 2>&1 && { command -v "$$p"; break; }; done)
 
-.PHONY: install redis-server test test-one lint typecheck demo run bench clean
+.PHONY: install redis-server test test-one test-redis-py lint typecheck demo run bench clean
 
 .venv-%/.installed: pyproject.toml
 	@p="$(call python_for,$*)"; test -n "$$p" || { \
@@ -42,14 +42,22 @@ typecheck: install
 
 # The first Python's run prints as it goes; the others run side by side (the suite mostly
 # waits on servers, so two runs share 2 cores well) and print when they are done.
+# redis-py's own asyncio suite runs beside them, once, on the first Python.
 OTHERS := $(wordlist 2,$(words $(PYTHONS)),$(PYTHONS))
 test: install redis-server lint typecheck
 	@$(MAKE) --no-print-directory test-one PYVER=$(PYVER)
 	@for v in $(OTHERS); do $(MAKE) --no-print-directory .venv-$$v/.installed || exit 1; done
-	@for v in $(OTHERS); do \
+	@jobs="$(OTHERS) redis-py"; for v in $(OTHERS); do \
 		$(MAKE) --no-print-directory test-one PYVER=$$v > .test-$$v.log 2>&1 & \
-	done; failed=0; for v in $(OTHERS); do wait -n || failed=1; done; \
-	for v in $(OTHERS); do cat .test-$$v.log; rm -f .test-$$v.log; done; exit $$failed
+	done; $(MAKE) --no-print-directory test-redis-py > .test-redis-py.log 2>&1 & \
+	failed=0; for v in $$jobs; do wait -n || failed=1; done; \
+	for v in $$jobs; do cat .test-$$v.log; rm -f .test-$$v.log; done; exit $$failed
+
+# redis-py's asyncio test suite (pinned, fetched from PyPI once into .cache/) on plain
+# redis-py and on sup.client: fails when a test passes on the one and not on the other
+test-redis-py: install redis-server
+	@echo "== redis-py's asyncio suite: plain redis-py vs sup.client (Python $(PYVER))"
+	@timeout -k 10 $(PYTEST_BOUND) $(PY) tests/redis_py/run.py
 
 # pytest-timeout fails a hung test after 90 s; this bounds the whole run even if a hang
 # swallowed that signal

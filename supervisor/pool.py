@@ -216,6 +216,7 @@ class SupervisedConnectionPool(ConnectionPool):
         conn: Any = connection
         conn.generation = self._gate.generation
         conn.last_used = time.monotonic()
+        conn.socket_timeout = self.connection_kwargs.get("socket_timeout")
         async with self._lock:
             full = (
                 len(self._available_connections) + len(self._in_use_connections)

@@ -124,10 +124,13 @@ class Supervisor(Observable, AsyncContextManagerMixin):
         )
         self.client: SupervisedRedis = SupervisedRedis(connection_pool=self._pool)
         # the supervisor's own commands are ASCII: an app's ``encoding`` (utf-16...) must
-        # not garble them; a probe built otherwise than the pool's connections is not
-        # handed to the pool
+        # not garble them, and their replies have their own deadline
+        # (health_check_timeout), not socket_timeout; a probe built otherwise than the
+        # pool's connections is not handed to the pool
         probe_kwargs = {k: v for k, v in kwargs.items() if k not in ("encoding", "encoding_errors")}
         self._adoptable = probe_kwargs == kwargs
+        probe_kwargs["socket_timeout"] = None
+        self._probe_kwargs = probe_kwargs
         self._probe = Probe(
             connection_class,
             probe_kwargs,
@@ -334,7 +337,7 @@ class Supervisor(Observable, AsyncContextManagerMixin):
         host, port = address
         if (self._connection_kwargs.get("host"), self._connection_kwargs.get("port")) == address:
             return
-        for kwargs in (self._connection_kwargs, self._pool.connection_kwargs):
+        for kwargs in (self._connection_kwargs, self._pool.connection_kwargs, self._probe_kwargs):
             kwargs.update(host=host, port=port)
         if self._facts is None:
             return  # the first discovery: nothing moved

@@ -91,8 +91,10 @@ def wait_ping(
 class BinaryServer:
     """``redis-server`` on 127.0.0.1, restartable on the same port."""
 
-    def __init__(self, *extra: str, password: str | None = None) -> None:
-        binary = shutil.which("redis-server")
+    def __init__(self, *extra: str, password: str | None = None, binary: str | None = None) -> None:
+        """``binary``: another server build (a newer Redis, Valkey); redis-server on PATH
+        by default."""
+        binary = binary or shutil.which("redis-server")
         if binary is None:
             raise RuntimeError(
                 "redis-server is not installed: `make test` and `make demo` install it "

@@ -50,8 +50,10 @@ def fetch(work: Path) -> Path:
     archive = work / f"redis-{REDIS_PY}.tar.gz"
     if not archive.exists():
         subprocess.run(
-            [sys.executable, "-m", "pip", "download", "--quiet", "--no-deps"]
-            + ["--no-binary", ":all:", "--dest", str(work), f"redis=={REDIS_PY}"],
+            [
+                *(sys.executable, "-m", "pip", "download", "--quiet", "--no-deps"),
+                *("--no-binary", ":all:", "--dest", str(work), f"redis=={REDIS_PY}"),
+            ],
             check=True,
         )
     digest = hashlib.sha256(archive.read_bytes()).hexdigest()
@@ -81,9 +83,11 @@ def start(side: Path, url: str, modules: list[str]) -> subprocess.Popen[bytes]:
     files = [f"tests/test_asyncio/test_{m}.py" for m in modules]
     log = (side / "pytest.log").open("wb")
     return subprocess.Popen(
-        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-W", "ignore"]
-        + [f"--redis-url={url}", f"--junitxml={side / 'junit.xml'}"]
-        + [f"--timeout={PYTEST_TIMEOUT}", "-o", "addopts=", *files],
+        [
+            *(sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-W", "ignore"),
+            *(f"--redis-url={url}", f"--junitxml={side / 'junit.xml'}"),
+            *(f"--timeout={PYTEST_TIMEOUT}", "-o", "addopts=", *files),
+        ],
         cwd=side,
         stdout=log,
         stderr=subprocess.STDOUT,
@@ -143,7 +147,7 @@ def main() -> int:
         for name, server in servers.items():
             server.start()
             running[name] = start(sides[name], server.url, modules)
-        for name, proc in running.items():
+        for proc in running.values():
             # pytest's own per-test timeout ends a hang; this bounds the rest
             proc.wait(timeout=900)
     finally:

@@ -174,3 +174,71 @@ def test_errors_survive_pickling():
     assert "INCRBY" in str(lost)
     down = pickle.loads(pickle.dumps(Unavailable("down", cause=Cause.MAXCLIENTS)))
     assert (str(down), down.cause) == ("down", Cause.MAXCLIENTS)
+
+
+def test_url_query_options_follow_redis_py():
+    """A query option that names a config key sets it (it wins in redis-py); the others
+    reach redis-py's connections untouched; a contradiction is refused."""
+    config = SupervisorConfig(url="redis://h:6379/0?max_connections=5&socket_timeout=2&protocol=3")
+    assert config.max_connections == 5
+    assert config.socket_timeout == 2.0
+    kwargs = config.connection_kwargs()
+    assert kwargs["protocol"] == 3
+    assert "max_connections" not in kwargs
+    with pytest.raises(ConfigError, match="url sets max_connections=5 but the config sets"):
+        SupervisorConfig(url="redis://h:6379/0?max_connections=5", max_connections=7)
+
+
+@pytest.mark.parametrize(
+    ("values", "message"),
+    [
+        ({"redis_options": {"encodng": "utf-8"}}, "'encodng' is not a redis-py .*'encoding'"),
+        ({"redis_options": {"socket_timeout": 1}}, "set socket_timeout in the config"),
+        ({"redis_options": {"host": "x"}}, "put it in url"),
+        ({"redis_options": {"retry_on_timeout": True}}, "decides what is re-sent"),
+        ({"redis_options": {"protocol": 4}}, "protocol must be either 2 or 3"),
+        ({"url": "redis://h:6379/0?retry_on_timeout=yes"}, "url: 'retry_on_timeout'"),
+        ({"url": "redis://h:6379/0?bogus=1"}, "url: 'bogus' is not a redis-py"),
+    ],
+)
+def test_redis_options_are_checked_by_name(values, message):
+    with pytest.raises(ConfigError, match=message):
+        SupervisorConfig(**{"url": "redis://h:6379/0", **values})
+
+
+def test_redis_options_pass_through_and_stay_out_of_repr():
+    """redis-py's own options pass through; their values (a password, a credential
+    provider) never show in the config's repr; retries that re-send nothing are accepted."""
+    from redis.asyncio.retry import Retry
+    from redis.backoff import NoBackoff
+
+    config = SupervisorConfig(
+        redis_options={
+            "encoding_errors": "replace",
+            "password": "s3cret-pw",
+            "retry": Retry(NoBackoff(), 0),
+            "health_check_interval": 30,
+        }
+    )
+    kwargs = config.connection_kwargs()
+    assert kwargs["encoding_errors"] == "replace"
+    assert kwargs["health_check_interval"] == 30
+    assert "s3cret-pw" not in repr(config)
+    assert "password" in repr(config)
+
+
+def test_no_client_name_and_no_socket_timeout(tmp_path):
+    """client_name None/"" sends no CLIENT SETNAME; socket_timeout "none" waits without a
+    limit, as redis-py does by default; the library is named with CLIENT SETINFO."""
+    assert SupervisorConfig().connection_kwargs()["client_name"] is None
+    assert SupervisorConfig(client_name="").connection_kwargs()["client_name"] is None
+    file = tmp_path / "s.toml"
+    file.write_text('socket_timeout = "none"\n[redis_options]\nencoding_errors = "ignore"\n')
+    config = SupervisorConfig.from_file(file, env={})
+    assert config.socket_timeout is None
+    assert config.redis_options == {"encoding_errors": "ignore"}
+    assert config.connection_kwargs()["driver_info"].formatted_name.startswith(
+        "redis-py(supervisor_v"
+    )
+    with pytest.raises(ConfigError, match="redis_options must be a table"):
+        SupervisorConfig.from_file(file, env={"SUPERVISOR_REDIS_OPTIONS": "x=1"})

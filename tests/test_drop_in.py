@@ -196,3 +196,29 @@ async def test_library_is_named_on_newer_servers(supervise):
             assert info["lib-ver"]
     finally:
         server.close()
+
+
+async def test_replica_target_answers_writes_with_readonly(supervise):
+    """A URL that points at a replica on purpose (a read replica): a write gets its
+    ReadOnlyError, once, and the target stays READY for reads. Only a change of role
+    (a master that became a replica) is a failover."""
+    primary = BinaryServer()
+    primary.start()
+    replica = BinaryServer("--replicaof", primary.host, str(primary.port))
+    replica.start()
+    try:
+        admin = primary.admin()
+        admin.set("k", "v")
+        admin.execute_command("WAIT", 1, 5000)
+        async with supervise(replica.url) as sup:
+            await sup.wait_for(READY, timeout=5)
+            generation = sup.statistics().generation
+            with pytest.raises(ReadOnlyError):
+                await sup.client.set("k", "w")
+            assert await sup.client.get("k") == b"v"
+            assert sup.state is READY
+            assert sup.statistics().generation == generation
+        admin.close()
+    finally:
+        replica.close()
+        primary.close()

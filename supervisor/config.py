@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import re
 import socket
 import tomllib
 from collections.abc import Mapping
@@ -37,18 +38,25 @@ ENV_PREFIX = "SUPERVISOR_"
 
 
 def redact_url(url: str) -> str:
-    """Return ``url`` with any password replaced by ``***``."""
-    try:
-        parts = urlsplit(url)
-        if parts.password is None:
-            return url
-        user = parts.username or ""
-        host = parts.hostname or ""
-        port = f":{parts.port}" if parts.port else ""
-        netloc = f"{user}:***@{host}{port}"
-        return parts._replace(netloc=netloc).geturl()
-    except ValueError:
-        return "<unparseable url>"
+    """Return ``url`` with every password replaced by ``***``.
+
+    Works on the raw text, not on a URL parser's reading of it: a password with an
+    unencoded ``#``, ``/`` or ``?`` is misread by parsers, yet must still be hidden. The
+    credentials end at the last ``@``; a ``password=`` query option is hidden too.
+    """
+    scheme, sep, rest = url.partition("://")
+    if not sep:
+        return url
+    userinfo, at, location = rest.rpartition("@")
+    if at:
+        user, colon, _ = userinfo.partition(":")
+        # "user:password@" keeps the user; a lone "secret@" may be a misplaced password
+        shown = f"{user}:***@" if colon else "***@"
+        rest = shown + location
+    return scheme + sep + _QUERY_PASSWORD.sub(r"\1***", rest)
+
+
+_QUERY_PASSWORD = re.compile(r"([?&]password=)[^&#]*", re.IGNORECASE)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -527,6 +535,13 @@ def _validate_url(url: str) -> None:
     if not isinstance(url, str) or not url:
         raise ConfigError("url must be a string like redis://127.0.0.1:6379/0")
     shown = redact_url(url)
+    userinfo = url.partition("://")[2].rpartition("@")[0]
+    if any(ch in userinfo for ch in "/?#"):
+        raise ConfigError(
+            f"url {shown!r}: the user name or password holds an unencoded '/', '?' or '#', "
+            "which ends a URL's credentials; percent-encode it, e.g. "
+            "urllib.parse.quote(password, safe='')"
+        )
     try:
         parts = urlsplit(url)
         parts.port  # noqa: B018 - raises ValueError on a bad port

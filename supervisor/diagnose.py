@@ -256,9 +256,14 @@ def render(report: Report) -> str:
     return "\n".join(lines)
 
 
-def diagnose_main(url: str, *, as_json: bool = False) -> int:
+def diagnose_main(url: str, *, as_json: bool = False, password: str | None = None) -> int:
     try:
-        config = SupervisorConfig(url=url, decode_responses=True, client_name="supervisor-diagnose")
+        config = SupervisorConfig(
+            url=url,
+            decode_responses=True,
+            client_name="supervisor-diagnose",
+            redis_options={"password": password} if password else {},
+        )
     except ConfigError as exc:
         print(f"supervisor diagnose: {exc}", file=sys.stderr)
         return 2

@@ -134,3 +134,47 @@ async def test_config_error_before_anything_starts():
     with pytest.raises(ConfigError, match="max_connections"):
         Supervisor(SupervisorConfig(max_connections=0))
     assert asyncio.all_tasks() == tasks
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "redis://:p#ss-SECRET@127.0.0.1:6379/0",
+        "redis://user:p/w?SECRET@127.0.0.1:6379/0",
+        "redis://127.0.0.1:6379/0?password=SECRET",
+        "redis://:SECRET@[::1]:6379/0",
+        "redis://:SECRET@127.0.0.1:99999/0",
+    ],
+)
+def test_no_url_form_shows_the_password(url):
+    """Whatever a password holds and wherever the URL puts it, no repr, display_url or
+    ConfigError shows it; an unencoded '#', '/' or '?' is refused with the fix."""
+    try:
+        config = SupervisorConfig(url=url)
+    except ConfigError as exc:
+        assert "SECRET" not in str(exc)
+        assert "***" in str(exc)
+    else:
+        assert "SECRET" not in repr(config)
+        assert "SECRET" not in config.display_url
+        assert "[::1]" in config.display_url or "password=***" in config.display_url
+
+
+def test_diagnose_takes_the_password_from_a_file(protected, tmp_path):
+    """diagnose reads the password from --password-file (not the command line, where
+    `ps` and shell history show it); it never prints it."""
+    from tests.helpers.child import run_python_m
+    from tests.helpers.servers import BOUND
+
+    secret = tmp_path / "password"
+    secret.write_text("right-password\n")
+    url = f"redis://127.0.0.1:{protected.port}/0"
+    code, out, err = run_python_m("diagnose", url, "--password-file", str(secret), timeout=BOUND)
+    assert code in (0, 1), out + err
+    assert "clients:" in out
+    assert "right-password" not in out + err
+    secret.write_text(f"{SECRET}\n")
+    code, out, err = run_python_m("diagnose", url, "--password-file", str(secret), timeout=BOUND)
+    assert code == 2
+    assert SECRET not in out + err
+    assert "auth" in err.lower()

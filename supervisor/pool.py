@@ -229,6 +229,16 @@ class SupervisedConnectionPool(ConnectionPool):
         else:
             self._wake_waiters()
 
+    async def close(self) -> None:
+        """Close every connection at once, without waiting for a stalled peer to take
+        the goodbye (``drop``: bounded, shielded); no socket outlives the pool."""
+        connections = [*self._available_connections, *self._in_use_connections]
+        async with anyio.create_task_group() as tg:
+            for conn in connections:
+                tg.start_soon(drop, conn)
+        with anyio.move_on_after(1):
+            await self.aclose()
+
     async def ensure_connection(self, connection: AbstractConnection) -> None:
         conn: Any = connection
         if conn.dial:

@@ -227,16 +227,21 @@ class Supervisor(Observable, AsyncContextManagerMixin):
                 finally:
                     tg.cancel_scope.cancel()
         finally:
-            with anyio.CancelScope(shield=True), anyio.move_on_after(5):
+            with anyio.CancelScope(shield=True):
                 await self._close()
 
     async def _close(self) -> None:
+        """Close every resource within its own bound, so one that stalls (pub/sub handles
+        awaiting a stopped server's confirmations) cannot use up another's time: the
+        handles close side by side, and the pool's sockets are closed whatever happened
+        before."""
         self._transition(ConnectionState.CLOSED, None, "supervisor stopped")
-        for handle in list(self._pubsubs):
-            await handle.aclose()
+        async with anyio.create_task_group() as tg:
+            for handle in list(self._pubsubs):
+                tg.start_soon(handle.aclose)  # bounded: health_check_timeout, then 1 s
         self._hub.close()
-        await self._probe.close()
-        await self._pool.aclose()
+        await self._probe.close()  # bounded: 1 s
+        await self._pool.close()  # bounded: 1 s
 
     # -- the watcher interface the pool and client use -------------------------------
 

@@ -140,3 +140,31 @@ async def test_library_logs_through_stdlib_logging_and_prints_nothing(
     changes = [(r.event, r.fields["current"]) for r in records]  # type: ignore[attr-defined]
     assert changes == [("state_changed", "ready"), ("state_changed", "closed")]
     assert records[0].fields["target"] == sup.target  # type: ignore[attr-defined]
+
+
+async def test_leaving_during_a_stall_closes_every_socket(server, supervise):
+    """Six pub/sub handles and a busy pool when the server is stopped (SIGSTOP): each
+    handle's close waits at most its own bound, side by side, and the pool's sockets are
+    closed anyway; once the server runs again it sees none of the supervisor's
+    connections left (a leaked socket would stay a client of it)."""
+    admin = server.admin()
+    try:
+        async with supervise(server.url, health_check_timeout=1.0) as sup:
+            await sup.wait_for(ConnectionState.READY, timeout=5)
+            handles = [sup.pubsub() for _ in range(6)]
+            for i, handle in enumerate(handles):
+                await handle.subscribe(f"channel-{i}")
+            async with anyio.create_task_group() as tg:
+                for _ in range(8):
+                    tg.start_soon(sup.client.blpop, ["nothing"], 0.2)
+            assert len(admin.client_list()) >= 8
+            server.stop()
+        server.cont()
+        await poll(
+            lambda: len(admin.client_list()) == 1,
+            "only the test's own admin connection left on the server",
+            lambda: [c["name"] or c["cmd"] for c in admin.client_list()],
+        )
+    finally:
+        server.cont()
+        admin.close()

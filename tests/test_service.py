@@ -333,3 +333,62 @@ async def test_asgi_readiness_follows_the_server(server):
         await sup.wait_for(ConnectionState.READY, timeout=10)
         assert (await client.get("/ready")).status_code == 200
     assert sup.state is ConnectionState.CLOSED
+
+
+def test_http_listener_outlives_more_idle_clients_than_descriptors(shared_server, tmp_path):
+    """`run` with 40 file descriptors and 80 idle clients on its HTTP port: accepting
+    pauses instead of failing (EMFILE is logged), idle clients are cut after the
+    exchange deadline, and the process goes on supervising and serving /health."""
+    import resource
+
+    port = free_port()
+    config = tmp_path / "service.toml"
+    config.write_text(f'[http]\nport = {port}\n\n[targets.cache]\nurl = "{shared_server.url}"\n')
+    with python_m("run", "--config", str(config)) as child:
+        resource.prlimit(child.proc.pid, resource.RLIMIT_NOFILE, (40, 40))
+        wait_http(port, "/health", 200)
+        idle = []
+        try:
+            for _ in range(80):
+                idle.append(socket.create_connection(("127.0.0.1", port), timeout=5))
+            wait_http(port, "/health", 200)
+            assert child.proc.poll() is None
+        finally:
+            for sock in idle:
+                sock.close()
+        with socket.create_connection(("127.0.0.1", port), timeout=5) as sock:
+            sock.sendall(b"GET /health HTTP/1.1\n\n")  # bare LF line endings
+            answer = b""
+            for _ in range(100):
+                chunk = sock.recv(65536)
+                if not chunk:
+                    break
+                answer += chunk
+        assert answer.startswith(b"HTTP/1.1 200 OK"), answer[:100]
+        child.send_signal(signal.SIGTERM)
+        out, err = child.finish(BOUND)
+    assert child.returncode == 0, err[-2000:]
+    assert "http_accept_failed" in out + err
+    assert "out of file descriptors" in out + err
+
+
+async def test_http_handler_failure_is_a_500_not_the_end():
+    """A handler that raises answers 500, logged; the listener serves the next request."""
+    from supervisor.httpserver import Response, head_complete, serve
+
+    calls = []
+
+    def handler(path: str) -> Response:
+        calls.append(path)
+        if path == "/boom":
+            raise RuntimeError("handler bug")
+        return Response(200, b"{}")
+
+    assert head_complete(b"GET / HTTP/1.1\n\n") and head_complete(b"GET / HTTP/1.1\r\n\r\n")
+    async with anyio.create_task_group() as tg:
+        port = await tg.start(serve, "127.0.0.1", 0, handler)
+        async with httpx.AsyncClient(timeout=5) as client:
+            assert (await client.get(f"http://127.0.0.1:{port}/boom")).status_code == 500
+            assert (await client.get(f"http://127.0.0.1:{port}/ok")).status_code == 200
+        tg.cancel_scope.cancel()
+    assert calls == ["/boom", "/ok"]

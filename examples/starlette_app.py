@@ -1,14 +1,21 @@
 """A small Starlette app embedding a supervisor (``pip install -e '.[web]'``).
 
-    uvicorn examples.starlette_app:app       # SUPERVISOR_URL=redis://... to change the target
+    SUPERVISOR_URL=redis://127.0.0.1:6379/0 uvicorn examples.starlette_app:app
 
-``/hits`` counts in Redis; ``/ready`` is the readiness probe: 200 while Redis is
-READY, 503 with the state and cause while it is not.
+The target and every other setting come from ``SUPERVISOR_<KEY>`` variables
+(``SupervisorConfig.from_env()``); with none set it is redis://127.0.0.1:6379/0,
+and the app logs which Redis it uses at startup. ``/hits`` counts in Redis;
+``/ready`` is the readiness probe: 200 while Redis is READY, 503 with the state
+and cause while it is not (mount it where only your orchestrator reaches it: it
+names the target).
 """
 
 from __future__ import annotations
 
-import os
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
 
 from starlette.applications import Starlette
 from starlette.requests import Request
@@ -18,25 +25,36 @@ from starlette.routing import Route
 from supervisor import OutcomeUnknown, SupervisorConfig, Unavailable
 from supervisor.asgi import ReadinessApp, lifespan
 
+log = logging.getLogger("examples.starlette_app")
+
 
 async def hits(request: Request) -> JSONResponse:
     sup = request.app.state.supervisor
     try:
         count = await sup.client.incr("example:hits")
-    except OutcomeUnknown:
+    except OutcomeUnknown as exc:
+        log.warning("hit may or may not be counted: %s", exc)
         return JSONResponse({"error": "the count may or may not have been recorded"}, 503)
     except Unavailable as exc:
-        return JSONResponse({"error": str(exc)}, 503)
+        # the detail (host, state, cause, the fix) is for operators, not for HTTP clients
+        log.warning("redis unavailable: %s", exc)
+        return JSONResponse({"error": "storage unavailable, try again later"}, 503)
     return JSONResponse({"hits": count})
 
 
 def create_app(config: SupervisorConfig | None = None) -> Starlette:
-    config = config or SupervisorConfig(
-        url=os.environ.get("SUPERVISOR_URL", "redis://127.0.0.1:6379/0")
-    )
+    config = config or SupervisorConfig.from_env()
+    supervise = lifespan(config)
+
+    @asynccontextmanager
+    async def lifespan_logged(app: Any) -> AsyncIterator[dict[str, Any]]:
+        log.info("supervising Redis at %s", config.display_url)
+        async with supervise(app) as state:
+            yield state
+
     return Starlette(
         routes=[Route("/hits", hits), Route("/ready", ReadinessApp())],
-        lifespan=lifespan(config),
+        lifespan=lifespan_logged,
     )
 
 

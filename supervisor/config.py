@@ -199,6 +199,13 @@ class SupervisorConfig:
             raise ConfigError(f"{source}: {exc}") from None
 
     @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None) -> SupervisorConfig:
+        """The defaults, overridden by ``SUPERVISOR_<KEY>`` variables of ``env``
+        (``os.environ`` by default): for apps configured by their environment."""
+        values = env_overrides(os.environ if env is None else env)
+        return cls.from_mapping(values, source="environment (SUPERVISOR_*)")
+
+    @classmethod
     def from_file(
         cls, path: str | os.PathLike[str], *, env: Mapping[str, str] | None = None
     ) -> SupervisorConfig:

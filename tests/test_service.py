@@ -335,6 +335,38 @@ async def test_asgi_readiness_follows_the_server(server):
     assert sup.state is ConnectionState.CLOSED
 
 
+async def test_asgi_example_takes_the_environment_and_keeps_details_from_clients(
+    server, monkeypatch, caplog
+):
+    """The example app is configured by SUPERVISOR_* variables and logs which Redis it
+    uses; when Redis is unavailable, /hits answers a short reason and the detail (target,
+    cause, fix) goes to the log, not to the HTTP client."""
+    from examples.starlette_app import create_app
+
+    monkeypatch.setenv("SUPERVISOR_URL", server.url)
+    monkeypatch.setenv("SUPERVISOR_OFFLINE", "fail_fast")
+    app = create_app()
+    transport = httpx.ASGITransport(app=app)
+    caplog.set_level("INFO", logger="examples.starlette_app")
+    async with (
+        app.router.lifespan_context(app),
+        httpx.AsyncClient(transport=transport, base_url="http://app") as client,
+    ):
+        sup = app.state.supervisor
+        assert sup.config.offline == "fail_fast"
+        await sup.wait_for(ConnectionState.READY, timeout=5)
+        assert (await client.get("/hits")).json() == {"hits": 1}
+        server.kill()
+        await sup.wait_for(ConnectionState.RECONNECTING, timeout=5)
+        response = await client.get("/hits")
+        assert response.status_code == 503
+        assert str(server.port) not in response.text
+        assert response.json() == {"error": "storage unavailable, try again later"}
+    logged = caplog.text
+    assert f"supervising Redis at {server.url}" in logged
+    assert "redis unavailable" in logged and str(server.port) in logged
+
+
 def test_http_listener_outlives_more_idle_clients_than_descriptors(shared_server, tmp_path):
     """`run` with 40 file descriptors and 80 idle clients on its HTTP port: accepting
     pauses instead of failing (EMFILE is logged), idle clients are cut after the

@@ -212,6 +212,7 @@ class ClusterSupervisor(Observable, AsyncContextManagerMixin):
             connect_attempts=0,
             connect_attempts_by_cause={},
             connections_lost=0,
+            connections_lost_by_cause={},
             health_checks=self._rounds_done,
             health_latency=max(latencies) if latencies else None,
             waiters=0,

@@ -64,6 +64,8 @@ class SupervisorStatistics(NamedTuple):
     connect_attempts_by_cause: dict[str, int]
     """The same, by cause (``Cause.value``)."""
     connections_lost: int
+    connections_lost_by_cause: dict[str, int]
+    """The same, by the cause they were attributed to (``Cause.value``)."""
     health_checks: int
     health_latency: float | None
     """Seconds the health check's last round trip (PING, or INFO on a fresh connection) took,
@@ -169,6 +171,7 @@ class Supervisor(Observable, AsyncContextManagerMixin):
         self._connect_attempts = 0
         self._attempts_by_cause: Counter[str] = Counter()
         self._connections_lost = 0
+        self._lost_by_cause: Counter[str] = Counter()
         self._health_checks = 0
 
     # -- what the application reads -------------------------------------------------
@@ -184,6 +187,7 @@ class Supervisor(Observable, AsyncContextManagerMixin):
             connect_attempts=self._connect_attempts,
             connect_attempts_by_cause=dict(self._attempts_by_cause),
             connections_lost=self._connections_lost,
+            connections_lost_by_cause=dict(self._lost_by_cause),
             health_checks=self._health_checks,
             health_latency=self._probe.latency,
             waiters=self.gate.waiters + self._pool.waiters,
@@ -676,6 +680,7 @@ class Supervisor(Observable, AsyncContextManagerMixin):
             found[attribute(evidence)] += 1
         self._connections_lost += len(losses)
         for (cause, detail), count in found.items():
+            self._lost_by_cause[cause.value] += count
             text = f"{count} connection{'s' if count > 1 else ''}: {detail}"
             self._publish(ConnectionLost, cause=cause, detail=text)
             if cause is Cause.SERVER_RESTART and self._state is ConnectionState.READY:

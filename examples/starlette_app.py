@@ -26,6 +26,9 @@ from supervisor import OutcomeUnknown, SupervisorConfig, Unavailable
 from supervisor.asgi import ReadinessApp, lifespan
 
 log = logging.getLogger("examples.starlette_app")
+# the app, not the library, configures logging: the supervisor's records (logger
+# "supervisor") and the app's own go wherever the app sends them
+logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
 
 
 async def hits(request: Request) -> JSONResponse:

@@ -175,6 +175,16 @@ def test_errors_survive_pickling():
     down = pickle.loads(pickle.dumps(Unavailable("down", cause=Cause.MAXCLIENTS)))
     assert (str(down), down.cause) == ("down", Cause.MAXCLIENTS)
 
+    from redis.exceptions import ReadOnlyError, TimeoutError
+    from supervisor.errors import also_a
+
+    timed_out = pickle.loads(pickle.dumps(also_a(OutcomeUnknown, TimeoutError)("EVAL", "t")))
+    assert isinstance(timed_out, OutcomeUnknown) and isinstance(timed_out, TimeoutError)
+    refused = pickle.loads(
+        pickle.dumps(also_a(Unavailable, ReadOnlyError)("late", cause=Cause.READONLY))
+    )
+    assert isinstance(refused, ReadOnlyError) and refused.cause is Cause.READONLY
+
 
 def test_url_query_options_follow_redis_py():
     """A query option that names a config key sets it (it wins in redis-py); the others

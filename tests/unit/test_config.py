@@ -176,6 +176,7 @@ def test_errors_survive_pickling():
     assert (str(down), down.cause) == ("down", Cause.MAXCLIENTS)
 
     from redis.exceptions import ReadOnlyError, TimeoutError
+
     from supervisor.errors import also_a
 
     timed_out = pickle.loads(pickle.dumps(also_a(OutcomeUnknown, TimeoutError)("EVAL", "t")))

@@ -221,6 +221,8 @@ class SupervisedPubSub:
         try:
             await self._read_some()
         except (RedisError, OSError, _Stalled) as exc:
+            if self._closed:
+                return  # aclose() from another task dropped the connection: not a loss
             await self._lost(exc)
 
     async def _read_some(self) -> None:
@@ -242,7 +244,8 @@ class SupervisedPubSub:
         """Queue a message or record an ack; return the reply's kind."""
         self._last_seen = time.time()
         if not isinstance(reply, list) or not reply:
-            return "other"
+            # with nothing subscribed the connection is a plain one: PING gets +PONG
+            return "pong" if replies.text(reply).upper() == "PONG" else "other"
         kind = replies.text(reply[0]).lower()
         if kind in ("message", "smessage"):
             self._queue.append(Message(kind, reply[1], reply[2]))

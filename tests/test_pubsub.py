@@ -244,3 +244,83 @@ async def test_handle_closes_with_the_supervisor(shared_server, supervise):
     with pytest.raises(RuntimeError, match="closed"):
         await ps.subscribe("again")
     admin.close()
+
+
+class _Recorded:
+    """Every event of a supervisor, recorded by a task (read after the fact)."""
+
+    def __init__(self) -> None:
+        self.events: list[object] = []
+
+    async def record(self, events) -> None:
+        async for event in events:
+            self.events.append(event)
+
+    def of(self, *kinds: type) -> list[object]:
+        return [e for e in self.events if isinstance(e, kinds)]
+
+
+async def health_rounds(sup, more: int) -> None:
+    from tests.helpers.loops import poll
+
+    before = sup.statistics().health_checks
+    await poll(lambda: sup.statistics().health_checks >= before + more, f"{more} health rounds")
+
+
+async def test_handle_without_subscriptions_is_not_a_stall(shared_server, supervise):
+    """Iterated before its first subscribe(), or after unsubscribing everything, a
+    handle's connection is a plain one and its quiet-channel PING gets +PONG: an
+    answer, not a stall (no loss, no Resubscribed marker, no failed command)."""
+    from supervisor import ConnectionLost
+
+    recorded = _Recorded()
+    async with supervise(shared_server.url) as sup:
+        await sup.wait_for(READY, timeout=5)
+        async with sup.subscribe() as events, anyio.create_task_group() as tg:
+            tg.start_soon(recorded.record, events)
+            for unsubscribed in (False, True):
+                items: list[object] = []
+                async with sup.pubsub() as ps:
+                    if unsubscribed:
+                        await ps.subscribe("a")
+                        await ps.unsubscribe("a")
+
+                    async def consume(ps=ps, items=items) -> None:
+                        async for item in ps:
+                            items.append(item)
+
+                    tg.start_soon(consume)
+                    await health_rounds(sup, 6)  # several quiet-channel PINGs (0.2 s each)
+                assert items == []
+            await health_rounds(sup, 2)  # any loss would be attributed by now
+            tg.cancel_scope.cancel()
+    assert recorded.of(ConnectionLost, Resubscribed) == []
+
+
+async def test_aclose_from_another_task_is_not_a_loss(shared_server, supervise):
+    """aclose() while a consumer iterates ends the iteration; the dropped connection is
+    the handle's own doing, not a ConnectionLost and not a failed command."""
+    from supervisor import ConnectionLost
+
+    recorded = _Recorded()
+    async with supervise(shared_server.url) as sup:
+        await sup.wait_for(READY, timeout=5)
+        async with sup.subscribe() as events, anyio.create_task_group() as tg:
+            tg.start_soon(recorded.record, events)
+            ps = sup.pubsub()
+            await ps.subscribe("news")
+            ended = anyio.Event()
+
+            async def consume() -> None:
+                async for _ in ps:
+                    pass
+                ended.set()
+
+            tg.start_soon(consume)
+            await anyio.wait_all_tasks_blocked()
+            await ps.aclose()
+            with anyio.fail_after(5):
+                await ended.wait()
+            await health_rounds(sup, 2)
+            tg.cancel_scope.cancel()
+    assert recorded.of(ConnectionLost, Resubscribed) == []

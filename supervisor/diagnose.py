@@ -19,6 +19,7 @@ from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 from redis.exceptions import RedisError, ResponseError
 
+from supervisor import replies
 from supervisor.causes import Cause, Evidence, attribute, fix_for
 from supervisor.config import SupervisorConfig
 from supervisor.errors import ConfigError
@@ -74,6 +75,8 @@ async def diagnose(config: SupervisorConfig) -> Report:
             k: info.get(k)
             for k in (
                 "redis_version",
+                "server_name",
+                "valkey_version",
                 "uptime_in_seconds",
                 "role",
                 "connected_clients",
@@ -237,7 +240,7 @@ def _pubsub_limits(settings: dict[str, str]) -> list[str]:
 
 def render(report: Report) -> str:
     lines = [
-        f"Redis {report.server.get('redis_version', '?')} at {report.target}, "
+        f"{replies.product({k: str(v) for k, v in report.server.items()})} at {report.target}, "
         f"role {report.server.get('role', '?')}, up {report.server.get('uptime_in_seconds')} s"
     ]
     if report.config is not None:

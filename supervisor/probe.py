@@ -32,6 +32,7 @@ class ServerFacts:
     run_id: str
     uptime: int
     version: str
+    """Product and version: ``Redis 7.0.15``, ``Valkey 9.1.2``."""
     idle_timeout: float | None
     """The server's ``timeout`` (0: disabled; None: unknown)."""
     output_buffer_disconnections: int | None
@@ -142,7 +143,7 @@ class Probe:
         return ServerFacts(
             run_id=info.get("run_id", ""),
             uptime=int(info.get("uptime_in_seconds", "0")),
-            version=info.get("redis_version", "?"),
+            version=replies.product(info),
             idle_timeout=idle_timeout,
             output_buffer_disconnections=replies.to_int(
                 info.get("client_output_buffer_limit_disconnections")

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
-__all__ = ("config_value", "info", "pairs", "text", "to_int")
+__all__ = ("config_value", "info", "pairs", "product", "text", "to_int")
 
 
 def text(value: Any) -> str:
@@ -45,3 +45,11 @@ def info(reply: Any) -> dict[str, str]:
         if sep and not key.startswith("#"):
             out[key] = value.strip()
     return out
+
+
+def product(info: dict[str, str]) -> str:
+    """The server's product and version: Valkey keeps ``redis_version:7.2.4`` for
+    compatibility and names itself in ``server_name`` and ``valkey_version``."""
+    if "valkey_version" in info or info.get("server_name", "").lower() == "valkey":
+        return f"Valkey {info.get('valkey_version', info.get('redis_version', '?'))}"
+    return f"Redis {info.get('redis_version', '?')}"

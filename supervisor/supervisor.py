@@ -440,7 +440,7 @@ class Supervisor(Observable, AsyncContextManagerMixin):
         self._schedule.reset()
         self._losses.clear()
         if self._state is ConnectionState.CONNECTING:
-            cause, detail = None, f"connected to Redis {facts.version}"
+            cause, detail = None, f"connected to {facts.version}"
         elif previous and previous.address != facts.address:
             cause = down_cause
             detail = f"now on {facts.address} (role {facts.role}), was {previous.address}"

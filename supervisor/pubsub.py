@@ -82,6 +82,10 @@ class SupervisedPubSub:
         self._queue: deque[Message | Resubscribed] = deque()
         self._read_lock = anyio.Lock()
         self._acks: dict[tuple[str, str], anyio.Event] = {}
+        self._sent: deque[list[tuple[str, str]]] = deque()
+        """Subscribe commands sent and not yet answered, oldest first: an error reply
+        (NOPERM) answers the oldest, which the server refused as a whole."""
+        self._refused: dict[tuple[str, str], ResponseError] = {}
         self._closed = False
         self._last_seen = time.time()
         self._run_id: str | None = None
@@ -119,6 +123,7 @@ class SupervisedPubSub:
     async def _drop(self) -> None:
         conn, self._conn = self._conn, None
         self.client_id = None
+        self._sent.clear()  # unanswered on this connection; a reconnect sends them anew
         if conn is not None:
             with (
                 anyio.CancelScope(shield=True),
@@ -158,7 +163,7 @@ class SupervisedPubSub:
         acks = [self._ack(kind, n) for n in new]
         if self._conn is not None:
             try:
-                await self._conn.send_command(kind.upper(), *new, check_health=False)
+                await self._send_subscribe(self._conn, kind, new)
             except (RedisError, OSError):
                 await self._drop()  # the reader reconnects and subscribes everything
         with anyio.fail_after(self._sup.config.command_deadline):
@@ -170,6 +175,36 @@ class SupervisedPubSub:
                         await self._pump()
             for ack in acks:
                 await ack.wait()
+        refused = [self._refused.pop((kind, n)) for n in new if (kind, n) in self._refused]
+        if refused:
+            raise refused[0]
+
+    async def _send_subscribe(
+        self, conn: AbstractConnection, kind: str, names: tuple[str, ...] | list[str]
+    ) -> None:
+        self._sent.append([(kind, n) for n in names])
+        await conn.send_command(kind.upper(), *names, check_health=False)
+
+    def _refuse(self, exc: ResponseError) -> None:
+        """The server refused the oldest unanswered subscribe command (an ACL user may
+        not read those channels): an error for that call, nothing more. Its names leave
+        the handle, so a reconnect does not ask again."""
+        while self._sent:
+            pending = [k for k in self._sent.popleft() if not self._acked(k)]
+            if pending:
+                break
+        else:
+            return
+        for kind, name in pending:
+            getattr(self, _KINDS[kind]).discard(name)
+            self._refused[(kind, name)] = exc
+            event = self._acks.get((kind, name))
+            if event is not None:
+                event.set()
+
+    def _acked(self, key: tuple[str, str]) -> bool:
+        event = self._acks.get(key)
+        return event is None or event.is_set()
 
     async def _remove(self, command: str, names: set[str], gone: tuple[str, ...]) -> None:
         names.difference_update(gone)
@@ -220,6 +255,8 @@ class SupervisedPubSub:
             return
         try:
             await self._read_some()
+        except ResponseError as exc:
+            self._refuse(exc)
         except (RedisError, OSError, _Stalled) as exc:
             if self._closed:
                 return  # aclose() from another task dropped the connection: not a loss
@@ -255,6 +292,8 @@ class SupervisedPubSub:
             event = self._acks.get((kind, replies.text(reply[1])))
             if event is not None:
                 event.set()
+            while self._sent and all(self._acked(k) for k in self._sent[0]):
+                self._sent.popleft()
         return kind
 
     # -- loss and recovery -------------------------------------------------------------
@@ -315,9 +354,12 @@ class SupervisedPubSub:
             ):
                 if names:
                     acks += [self._ack(kind, n) for n in names]
-                    await conn.send_command(kind.upper(), *sorted(names), check_health=False)
+                    await self._send_subscribe(conn, kind, sorted(names))
             while not all(a.is_set() for a in acks):
-                self._handle(await conn.read_response(disconnect_on_error=False))
+                try:
+                    self._handle(await conn.read_response(disconnect_on_error=False))
+                except ResponseError as exc:
+                    self._refuse(exc)
         self._sup._pubsubs.add(self)
 
     async def _call(self, *args: Any) -> Any:

@@ -324,3 +324,40 @@ async def test_aclose_from_another_task_is_not_a_loss(shared_server, supervise):
             await health_rounds(sup, 2)
             tg.cancel_scope.cancel()
     assert recorded.of(ConnectionLost, Resubscribed) == []
+
+
+async def test_refused_subscribe_is_an_error_for_that_call(server, supervise):
+    """An ACL user subscribing to a channel it may not read gets NoPermissionError from
+    that subscribe(), nothing more: the allowed channel keeps delivering, and nothing
+    is lost, reconnected or re-subscribed."""
+    from redis.exceptions import NoPermissionError
+
+    from supervisor import ConnectionLost
+
+    admin = server.admin()
+    admin.acl_setuser(
+        "reader",
+        enabled=True,
+        passwords=["+reader-pw"],
+        keys=["*"],
+        channels=["allowed*"],
+        commands=["+@all"],
+    )
+    url = f"redis://reader:reader-pw@127.0.0.1:{server.port}/0"
+    recorded = _Recorded()
+    async with supervise(url, command_deadline=3) as sup:
+        await sup.wait_for(READY, timeout=5)
+        async with sup.subscribe() as events, anyio.create_task_group() as tg:
+            tg.start_soon(recorded.record, events)
+            async with sup.pubsub() as ps:
+                await ps.subscribe("allowed-1")
+                with pytest.raises(NoPermissionError):
+                    await ps.subscribe("forbidden")
+                assert ps.channels == {"allowed-1"}
+                admin.publish("allowed-1", "hi")
+                item = await next_item(ps)
+                assert isinstance(item, Message) and item.data == b"hi"
+            await health_rounds(sup, 2)
+            tg.cancel_scope.cancel()
+    assert recorded.of(ConnectionLost, Resubscribed) == []
+    admin.close()

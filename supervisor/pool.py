@@ -286,8 +286,12 @@ class SupervisedConnectionPool(ConnectionPool):
             self._wake_waiters()
 
     async def refresh_idle(self, idle_for: float, timeout: float) -> None:
-        """PING every pooled connection idle for ``idle_for`` seconds, so the
-        server's idle ``timeout`` never closes it; drop the ones that fail.
+        """PING every pooled connection idle for ``idle_for`` seconds, so the server's
+        idle ``timeout`` never closes it; drop the ones that fail.
+
+        The PINGs run side by side under one ``timeout``, so a stalled server holds the
+        health task for one timeout, not one per connection; a command that finds every
+        connection being pinged waits for the first one released (one round trip).
         """
         now = time.monotonic()
         generation = self._gate.generation
@@ -300,19 +304,26 @@ class SupervisedConnectionPool(ConnectionPool):
             for conn in taken:
                 self._available_connections.remove(conn)
                 self._in_use_connections.add(conn)
-        for conn in taken:
+
+        async def ping(conn: Any) -> None:
             try:
-                if conn.generation != generation:  # type: ignore[attr-defined]
-                    await conn.disconnect()
-                    continue
+                if conn.generation != generation:
+                    await drop(conn)
+                    return
                 with anyio.fail_after(timeout):
                     await conn.send_command("PING", check_health=False)
                     await conn.read_response()
             except (RedisConnectionError, RedisTimeoutError, OSError, TimeoutError) as exc:
+                stalled = isinstance(exc, TimeoutError)
+                error = f"no reply to PING within {timeout:g} s" if stalled else describe(exc)
                 self._watcher.connection_lost(
-                    Loss(describe(exc), now - conn.last_used, command_failed=False)  # type: ignore[attr-defined]
+                    Loss(error, now - conn.last_used, command_failed=False, stalled=stalled)
                 )
-                await conn.disconnect()
+                await drop(conn)
             finally:
                 with anyio.CancelScope(shield=True):
                     await self.release(conn)
+
+        async with anyio.create_task_group() as tg:
+            for conn in taken:
+                tg.start_soon(ping, conn)

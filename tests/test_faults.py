@@ -500,3 +500,44 @@ async def test_lost_reply_of_a_transaction_is_outcome_unknown(server, proxy, sup
         assert await pipe.execute() == [b"1", 1]
         assert proxy.cut_done.is_set()
     admin.close()
+
+
+async def test_idle_pings_go_side_by_side_and_commands_wait_for_one(server, proxy, supervise):
+    """Keeping 20 idle pooled connections alive: their PINGs go out together under one
+    deadline (on a stalled network all 20 are in flight at once, where one after another
+    would take 20 health_check_timeouts), and a command arriving while every connection
+    is being pinged waits for the first one released instead of failing."""
+    async with supervise(proxy.url, max_connections=20, health_check_timeout=2.0) as sup:
+        await sup.wait_for(READY, timeout=5)
+        async with anyio.create_task_group() as tg:
+            for _ in range(20):
+                tg.start_soon(sup.client.blpop, ["nothing"], 0.2)
+        pool = sup._pool
+        assert len(pool._available_connections) == 20
+        # a command while every connection is out for its PING: it waits, then is served
+        proxy.hold_replies()
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(pool.refresh_idle, 0.0, 2.0)
+            await poll(lambda: pool.waiters == 0 and not pool._available_connections, "pings out")
+            got = []
+
+            async def get() -> None:
+                got.append(await sup.client.get("k"))
+
+            tg.start_soon(get)
+            await poll(lambda: pool.waiters == 1, "the command waiting for a connection")
+            proxy.release_replies()
+        assert got == [None]
+        # on a stalled network, all 20 PINGs are in flight at once
+        proxy.blackhole()
+        before = proxy.commands[b"PING"]
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(pool.refresh_idle, 0.0, 2.0)
+            await poll(
+                lambda: proxy.commands[b"PING"] >= before + 20,
+                "20 idle PINGs in flight together",
+                lambda: proxy.commands[b"PING"] - before,
+            )
+        assert not any(c.is_connected for c in pool._available_connections)
+        proxy.blackhole(False)
+        assert await sup.client.get("k") is None

@@ -13,7 +13,11 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import re
+from collections import Counter
 from types import TracebackType
+
+_COMMAND = re.compile(rb"\*\d+\r\n\$\d+\r\n([A-Za-z]+)\r\n")
+"""The name of each RESP command in a chunk of client data."""
 
 
 class FaultProxy:
@@ -22,6 +26,8 @@ class FaultProxy:
         self.port = 0
         self.accepted = 0
         self.blackholed = False
+        self.commands: Counter[bytes] = Counter()
+        """Commands seen from clients, by name (upper-cased), blackholed ones too."""
         self._released = asyncio.Event()
         self._released.set()
         self.held = asyncio.Event()
@@ -109,6 +115,9 @@ class FaultProxy:
             data = await src.read(65536)
             if not data:
                 return
+            if upstream:
+                for name in _COMMAND.findall(data):
+                    self.commands[name.upper()] += 1
             if self.blackholed:
                 continue
             if upstream and self._cut_pattern is not None and self._cut_pattern.search(data):

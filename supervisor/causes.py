@@ -22,6 +22,7 @@ class Cause(enum.Enum):
     SERVER_CLOSED = "server_closed"
     MAXCLIENTS = "maxclients"
     OUTPUT_BUFFER_LIMIT = "output_buffer_limit"
+    CLIENT_EVICTION = "client_eviction"
     LOADING = "loading"
     READONLY = "readonly"
     FAILOVER = "failover"
@@ -47,6 +48,11 @@ _FIXES: dict[Cause, str] = {
     Cause.OUTPUT_BUFFER_LIMIT: (
         "the client fell behind and hit `client-output-buffer-limit`; read "
         "faster or raise the limit for its class"
+    ),
+    Cause.CLIENT_EVICTION: (
+        "the server evicted the client to keep all clients' memory under "
+        "`maxmemory-clients` (memory pressure); raise it, or exempt the connections that "
+        "must stay with `CLIENT NO-EVICT on`"
     ),
     Cause.LOADING: "the server is loading its dataset into memory; it answers when done",
     Cause.READONLY: (
@@ -84,7 +90,10 @@ class Evidence:
     client itself gave up waiting for a reply. ``run_id_before`` and
     ``run_id_after`` come from ``INFO server``; ``reachable`` tells whether the
     server answered just after the loss. The ``*_delta`` fields are growth
-    of ``INFO stats`` counters across the loss, where the server has them.
+    of ``INFO stats`` counters across the loss, where the server has them, over
+    ``counters_window`` seconds. ``client_class`` is the lost connection's
+    (``normal`` for pooled ones, ``pubsub``): the normal class has no output buffer
+    limit unless the server sets one.
     """
 
     error: str = ""
@@ -99,6 +108,8 @@ class Evidence:
     output_buffer_seen: int | None = None
     output_buffer_limit: str | None = None
     stalled: bool = False
+    client_class: str = "normal"
+    counters_window: float | None = None
 
 
 _IDLE_SLACK = 0.8
@@ -127,31 +138,53 @@ def attribute(evidence: Evidence) -> tuple[Cause, str]:
     if before and after and before != after:
         uptime = f", up {evidence.uptime_after} s" if evidence.uptime_after is not None else ""
         return Cause.SERVER_RESTART, f"run_id changed {before[:8]} -> {after[:8]}{uptime}"
-    if evidence.output_buffer_disconnections_delta:
+    window = (
+        f" within {evidence.counters_window:.1f} s around the loss"
+        if evidence.counters_window is not None
+        else ""
+    )
+    server_wide = "; a server-wide counter, so another client's eviction counts too"
+    if evidence.output_buffer_disconnections_delta and (
+        evidence.client_class != "normal" or evidence.output_buffer_limit
+    ):
+        seen = (
+            f", and this client held {evidence.output_buffer_seen} bytes of unread output"
+            if evidence.output_buffer_seen
+            else ""
+        )
         return Cause.OUTPUT_BUFFER_LIMIT, (
             "INFO stats client_output_buffer_limit_disconnections grew by "
-            f"{evidence.output_buffer_disconnections_delta}"
+            f"{evidence.output_buffer_disconnections_delta}{window}{seen}"
+            f"{'' if seen else server_wide}"
         )
     if evidence.stalled:
         return Cause.NETWORK, (
             f"{evidence.error or 'no reply'}: the server stalled or the network dropped "
             "packets; the client closed the connection"
         )
-    if evidence.output_buffer_seen and evidence.reachable:
-        limit = f" (limit: {evidence.output_buffer_limit})" if evidence.output_buffer_limit else ""
+    if evidence.evicted_clients_delta and not (
+        evidence.output_buffer_seen and evidence.output_buffer_limit
+    ):
+        return Cause.CLIENT_EVICTION, (
+            f"INFO stats evicted_clients grew by {evidence.evicted_clients_delta}{window} "
+            f"(maxmemory-clients){server_wide}"
+        )
+    if evidence.output_buffer_seen and evidence.reachable and evidence.output_buffer_limit:
         return Cause.OUTPUT_BUFFER_LIMIT, (
             f"the server held {evidence.output_buffer_seen} bytes of unread output for this "
-            f"client before closing it{limit}; the server stayed up"
+            f"client before closing it (limit: {evidence.output_buffer_limit}); the server "
+            "stayed up"
+        )
+    if evidence.output_buffer_seen and evidence.reachable:
+        return Cause.SERVER_CLOSED, (
+            f"the server held {evidence.output_buffer_seen} bytes of unread output for this "
+            "client and closed it while it stayed up; its class has no known output buffer "
+            "limit, so client eviction (maxmemory-clients) or CLIENT KILL closed it"
         )
     timeout, idle = evidence.server_timeout, evidence.idle_for
     if timeout and idle is not None and idle >= timeout * _IDLE_SLACK:
         return Cause.IDLE_TIMEOUT, (
             f"connection idle {idle:.1f} s, server timeout is {timeout:g} s"
-        )
-    if evidence.evicted_clients_delta:
-        return Cause.SERVER_CLOSED, (
-            f"INFO stats evicted_clients grew by {evidence.evicted_clients_delta} "
-            "(maxmemory-clients)"
         )
     if evidence.reachable:
         return Cause.SERVER_CLOSED, (

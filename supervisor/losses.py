@@ -36,6 +36,8 @@ class Loss:
     turned_away: bool = False
     """A new connection was accepted and then refused (maxclients, a reset during the
     handshake): the server may be up but full."""
+    client_class: str = "normal"
+    """``pubsub`` for a pub/sub handle's connection: the class whose limits apply."""
 
 
 class Watcher(Protocol):

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import time
 from contextlib import suppress
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import anyio
@@ -42,6 +42,8 @@ class ServerFacts:
     """``master`` or ``slave``, from ``INFO replication``."""
     address: str
     """``host:port`` the facts were read from."""
+    sampled_at: float = 0.0
+    """``time.monotonic()`` when the counters were read."""
 
 
 class ProbeFailed(Exception):
@@ -151,8 +153,23 @@ class Probe:
             evicted_clients=replies.to_int(info.get("evicted_clients")),
             rejected_connections=replies.to_int(info.get("rejected_connections")),
             role=info.get("role", "master"),
+            sampled_at=time.monotonic(),
             address=f"{self._kwargs.get('host', self._kwargs.get('path'))}:"
             f"{self._kwargs.get('port', '')}".rstrip(":"),
+        )
+
+    async def counters(self, facts: ServerFacts) -> ServerFacts:
+        """``facts`` with fresh ``INFO stats`` counters: a server-wide counter compared
+        across a loss is evidence only if its earlier sample is recent."""
+        stats = replies.info(await self._call("INFO", "stats"))
+        return replace(
+            facts,
+            output_buffer_disconnections=replies.to_int(
+                stats.get("client_output_buffer_limit_disconnections")
+            ),
+            evicted_clients=replies.to_int(stats.get("evicted_clients")),
+            rejected_connections=replies.to_int(stats.get("rejected_connections")),
+            sampled_at=time.monotonic(),
         )
 
     async def idle_timeout(self) -> float | None:

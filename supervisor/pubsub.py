@@ -307,6 +307,7 @@ class SupervisedPubSub:
             output_buffer_seen=self.output_buffer_seen or None,
             output_buffer_limit=self._output_buffer_limit,
             stalled=isinstance(exc, _Stalled),
+            client_class="pubsub",
         )
         await self._drop()
         self._sup.connection_lost(self._loss)
@@ -379,6 +380,7 @@ class SupervisedPubSub:
                 output_buffer_seen=loss.output_buffer_seen,
                 output_buffer_limit=loss.output_buffer_limit,
                 stalled=loss.stalled,
+                client_class="pubsub",
             )
         )
         up_at = time.time()

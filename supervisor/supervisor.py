@@ -587,10 +587,12 @@ class Supervisor(Observable, AsyncContextManagerMixin):
 
     async def _current_facts(self) -> ServerFacts:
         """Full ``INFO`` only when a loss needs attributing; otherwise refresh the
-        idle timeout, which the application's admin may change at any time."""
+        idle timeout, which the application's admin may change at any time, and the
+        ``INFO stats`` counters, so the sample before a loss is at most a round old."""
         if self._losses or self._claims or self._facts is None:
             return await self._probe.facts()
-        return replace(self._facts, idle_timeout=await self._probe.idle_timeout())
+        facts = await self._probe.counters(self._facts)
+        return replace(facts, idle_timeout=await self._probe.idle_timeout())
 
     async def _check_failed(self, failure: ProbeFailed, *, reopen: bool) -> None:
         """A lost probe connection is reopened at once (unless the failure was an
@@ -676,6 +678,8 @@ class Supervisor(Observable, AsyncContextManagerMixin):
                 output_buffer_seen=loss.output_buffer_seen,
                 output_buffer_limit=loss.output_buffer_limit,
                 stalled=loss.stalled,
+                client_class=loss.client_class,
+                counters_window=facts.sampled_at - before.sampled_at if before else None,
             )
             found[attribute(evidence)] += 1
         self._connections_lost += len(losses)

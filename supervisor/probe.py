@@ -89,6 +89,9 @@ class Probe:
         self._config_allowed = True
         self._conn: AbstractConnection | None = None
         self.latency: float | None = None
+        self.refused: dict[str, str] = {}
+        """Commands the server refused this user (ACL), with what the supervisor
+        cannot see without them: it degrades instead of failing."""
 
     @property
     def is_open(self) -> bool:
@@ -129,14 +132,15 @@ class Probe:
     async def ping(self) -> float:
         """PING and wait for PONG within the health-check timeout; return the latency."""
         started = time.perf_counter()
-        await self._call("PING")
+        with suppress(ResponseError):  # the server answered, even if it refused PING
+            await self._call("PING")
         self.latency = time.perf_counter() - started
         return self.latency
 
     async def facts(self, known: ServerFacts | None = None) -> ServerFacts:
         """Read ``INFO`` and, where allowed and not ``known``, ``CONFIG GET timeout``."""
         started = time.perf_counter()
-        info = replies.info(await self._call("INFO"))
+        info = await self._info()
         self.latency = time.perf_counter() - started
         if info.get("loading") == "1":
             await self.close()
@@ -158,9 +162,33 @@ class Probe:
             f"{self._kwargs.get('port', '')}".rstrip(":"),
         )
 
+    async def _info(self) -> dict[str, str]:
+        """``INFO``, or, for a user that may not run it, what ``HELLO`` tells (version,
+        role): restarts and server-wide counters are then unknown."""
+        if "INFO" not in self.refused:
+            try:
+                return replies.info(await self._call("INFO"))
+            except ResponseError as exc:
+                self.refused["INFO"] = (
+                    f"{describe(exc)}: without INFO a restart is not told from another loss "
+                    "(no run_id), a loading server is seen only by its LOADING replies, and "
+                    "the output-buffer and eviction counters are unknown; allow it with "
+                    "`ACL SETUSER <user> +info`"
+                )
+        try:
+            hello = replies.pairs(await self._call("HELLO"))
+        except ResponseError:
+            hello = {}
+        return {
+            "redis_version": hello.get("version", "?"),
+            "role": "slave" if hello.get("role") == "replica" else hello.get("role", "master"),
+        }
+
     async def counters(self, facts: ServerFacts) -> ServerFacts:
         """``facts`` with fresh ``INFO stats`` counters: a server-wide counter compared
         across a loss is evidence only if its earlier sample is recent."""
+        if "INFO" in self.refused:
+            return facts
         stats = replies.info(await self._call("INFO", "stats"))
         return replace(
             facts,
@@ -184,7 +212,17 @@ class Probe:
 
     async def output_buffers(self, client_ids: list[int]) -> dict[int, int]:
         """``omem`` (bytes of output waiting) per client id, from ``CLIENT LIST ID``."""
-        raw = await self._call("CLIENT", "LIST", "ID", *client_ids)
+        if "CLIENT LIST" in self.refused:
+            return {}
+        try:
+            raw = await self._call("CLIENT", "LIST", "ID", *client_ids)
+        except ResponseError as exc:
+            self.refused["CLIENT LIST"] = (
+                f"{describe(exc)}: without CLIENT LIST the unread output of pub/sub "
+                "connections is not sampled, so an output-buffer eviction is told only by "
+                "the server's counters; allow it with `ACL SETUSER <user> +client|list`"
+            )
+            return {}
         out = {}
         for line in replies.text(raw).splitlines():
             fields = dict(f.split("=", 1) for f in line.split() if "=" in f)
@@ -223,7 +261,9 @@ class Probe:
                 stalled=True,
             ) from None
         except ResponseError as exc:
-            if "loading" in str(exc).lower() or args[0] != "CONFIG":
+            # an error reply is an answer (an ACL refusal, a renamed command): the caller
+            # degrades; only LOADING says the server cannot be used yet
+            if "loading" in str(exc).lower():
                 await self.close()
                 raise _failed(exc) from None
             raise

@@ -257,9 +257,13 @@ class SupervisedPubSub:
             await self._read_some()
         except ResponseError as exc:
             self._refuse(exc)
-        except (RedisError, OSError, _Stalled) as exc:
+        except Exception as exc:
             if self._closed:
-                return  # aclose() from another task dropped the connection: not a loss
+                # aclose() from another task dropped the connection, maybe in the middle
+                # of redis-py's send (which then fails on its own state): not a loss
+                return
+            if not isinstance(exc, (RedisError, OSError, _Stalled)):
+                raise
             await self._lost(exc)
 
     async def _read_some(self) -> None:
@@ -341,7 +345,10 @@ class SupervisedPubSub:
         with anyio.fail_after(self._connect_timeout + self._timeout):
             await conn.connect()
             self.client_id = int(await self._call("CLIENT", "ID"))
-            self._run_id = replies.info(await self._call("INFO", "server")).get("run_id")
+            try:
+                self._run_id = replies.info(await self._call("INFO", "server")).get("run_id")
+            except ResponseError:
+                self._run_id = None  # an ACL user without INFO: restarts are not told
             try:
                 limits = await self._call("CONFIG", "GET", "client-output-buffer-limit")
                 self._output_buffer_limit = _pubsub_limit(replies.config_value(limits))

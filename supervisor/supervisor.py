@@ -152,6 +152,7 @@ class Supervisor(Observable, AsyncContextManagerMixin):
         self._facts: ServerFacts | None = None
         self._master_seen = False
         """The target answered as a master once: a READONLY from it now means a failover."""
+        self._alerted: set[str] = set()
         self._claims: dict[Cause, str] = {}
         """What error replies claimed since the last check (LOADING, READONLY), with the
         reply: the next check confirms or refutes it."""
@@ -434,6 +435,7 @@ class Supervisor(Observable, AsyncContextManagerMixin):
         return delay
 
     def _recovered(self, facts: ServerFacts) -> None:
+        self._alert_refusals()
         previous, down_cause = self._facts, self._cause
         self._claims.clear()
         self._master_seen = self._master_seen or facts.role == "master"
@@ -622,7 +624,15 @@ class Supervisor(Observable, AsyncContextManagerMixin):
             # the reopen was the first attempt: the schedule goes on from it
             self._retry_later(failure.cause, failure.detail, failure.showed)
 
+    def _alert_refusals(self) -> None:
+        """Say once per command what an ACL refusal keeps the supervisor from seeing."""
+        for command, consequence in self._probe.refused.items():
+            if command not in self._alerted:
+                self._alerted.add(command)
+                self._publish(Alert, name="command_not_allowed", firing=True, detail=consequence)
+
     def _healthy(self, facts: ServerFacts | None, failed_before: int) -> None:
+        self._alert_refusals()
         if facts is not None:
             self._attribute_losses(facts)
         # during a failover the old master answers until Sentinel moves it: wait for the

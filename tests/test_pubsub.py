@@ -14,7 +14,7 @@ from supervisor import (
     Resubscribed,
     StateChanged,
 )
-from tests.helpers.events import until
+from tests.helpers.events import Recorder, health_rounds, until
 
 READY = ConnectionState.READY
 
@@ -246,34 +246,13 @@ async def test_handle_closes_with_the_supervisor(shared_server, supervise):
     admin.close()
 
 
-class _Recorded:
-    """Every event of a supervisor, recorded by a task (read after the fact)."""
-
-    def __init__(self) -> None:
-        self.events: list[object] = []
-
-    async def record(self, events) -> None:
-        async for event in events:
-            self.events.append(event)
-
-    def of(self, *kinds: type) -> list[object]:
-        return [e for e in self.events if isinstance(e, kinds)]
-
-
-async def health_rounds(sup, more: int) -> None:
-    from tests.helpers.loops import poll
-
-    before = sup.statistics().health_checks
-    await poll(lambda: sup.statistics().health_checks >= before + more, f"{more} health rounds")
-
-
 async def test_handle_without_subscriptions_is_not_a_stall(shared_server, supervise):
     """Iterated before its first subscribe(), or after unsubscribing everything, a
     handle's connection is a plain one and its quiet-channel PING gets +PONG: an
     answer, not a stall (no loss, no Resubscribed marker, no failed command)."""
     from supervisor import ConnectionLost
 
-    recorded = _Recorded()
+    recorded = Recorder()
     async with supervise(shared_server.url) as sup:
         await sup.wait_for(READY, timeout=5)
         async with sup.subscribe() as events, anyio.create_task_group() as tg:
@@ -302,7 +281,7 @@ async def test_aclose_from_another_task_is_not_a_loss(shared_server, supervise):
     the handle's own doing, not a ConnectionLost and not a failed command."""
     from supervisor import ConnectionLost
 
-    recorded = _Recorded()
+    recorded = Recorder()
     async with supervise(shared_server.url) as sup:
         await sup.wait_for(READY, timeout=5)
         async with sup.subscribe() as events, anyio.create_task_group() as tg:
@@ -344,7 +323,7 @@ async def test_refused_subscribe_is_an_error_for_that_call(server, supervise):
         commands=["+@all"],
     )
     url = f"redis://reader:reader-pw@127.0.0.1:{server.port}/0"
-    recorded = _Recorded()
+    recorded = Recorder()
     async with supervise(url, command_deadline=3) as sup:
         await sup.wait_for(READY, timeout=5)
         async with sup.subscribe() as events, anyio.create_task_group() as tg:

@@ -169,11 +169,17 @@ def attribute(evidence: Evidence) -> tuple[Cause, str]:
             f"INFO stats evicted_clients grew by {evidence.evicted_clients_delta}{window} "
             f"(maxmemory-clients){server_wide}"
         )
-    if evidence.output_buffer_seen and evidence.reachable and evidence.output_buffer_limit:
+    if (
+        evidence.output_buffer_seen
+        and evidence.reachable
+        and evidence.output_buffer_limit
+        and evidence.output_buffer_disconnections_delta != 0
+    ):
         return Cause.OUTPUT_BUFFER_LIMIT, (
-            f"the server held {evidence.output_buffer_seen} bytes of unread output for this "
-            f"client before closing it (limit: {evidence.output_buffer_limit}); the server "
-            "stayed up"
+            f"this client ran {evidence.output_buffer_seen} bytes behind (unread output "
+            "sampled on the server, or read after its last caught-up moment) when the "
+            f"server closed it (limit: {evidence.output_buffer_limit}) and stayed up: "
+            "likely the output-buffer limit; no server counter confirms it here"
         )
     if evidence.output_buffer_seen and evidence.reachable:
         return Cause.SERVER_CLOSED, (

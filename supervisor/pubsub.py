@@ -88,6 +88,13 @@ class SupervisedPubSub:
         self._refused: dict[tuple[str, str], ResponseError] = {}
         self._closed = False
         self._last_seen = time.time()
+        self.caught_up_at = time.time()
+        """The last moment the server is known to have held nothing for this handle
+        that it had not sent (a PONG came back, or ``omem`` was sampled at 0): a message
+        published before it was delivered, so a loss can only have dropped later ones.
+        A lost connection's window opens here."""
+        self._behind = 0
+        """Bytes of messages read since ``caught_up_at``: how far behind it ran."""
         self._run_id: str | None = None
         self.client_id: int | None = None
         self.output_buffer_seen = 0
@@ -273,11 +280,14 @@ class SupervisedPubSub:
         if reply is not None:
             self._handle(reply)
             return
+        sent_at = time.time()
         await conn.send_command("PING", check_health=False)
         with anyio.move_on_after(self._timeout):
             while True:
                 reply = await conn.read_response(disconnect_on_error=False)
                 if self._handle(reply) == "pong":
+                    # the server queues the PONG after all it held for this handle
+                    self.mark_caught_up(sent_at)
                     return
         raise _Stalled(f"no reply to PING within {self._timeout:g} s while subscribed")
 
@@ -290,8 +300,10 @@ class SupervisedPubSub:
         kind = replies.text(reply[0]).lower()
         if kind in ("message", "smessage"):
             self._queue.append(Message(kind, reply[1], reply[2]))
+            self._behind += len(reply[2]) + len(reply[1]) + 32
         elif kind == "pmessage":
             self._queue.append(Message(kind, reply[2], reply[3], pattern=reply[1]))
+            self._behind += len(reply[3]) + len(reply[2]) + len(reply[1]) + 32
         elif kind in _KINDS:
             event = self._acks.get((kind, replies.text(reply[1])))
             if event is not None:
@@ -300,15 +312,24 @@ class SupervisedPubSub:
                 self._sent.popleft()
         return kind
 
+    def mark_caught_up(self, at: float) -> None:
+        """Nothing the server held for this handle at ``at`` was left unsent."""
+        if at > self.caught_up_at:
+            self.caught_up_at = at
+            self._behind = 0
+
     # -- loss and recovery -------------------------------------------------------------
 
     async def _lost(self, exc: BaseException) -> None:
-        self._down_at = self._last_seen
+        # messages published before caught_up_at were delivered; those after it may have
+        # been in the server's output buffer when the connection went (the last message
+        # read says nothing: it may have waited in the socket long before)
+        self._down_at = self.caught_up_at
         self._loss = Loss(
             describe(exc),
             None,
             command_failed=True,
-            output_buffer_seen=self.output_buffer_seen or None,
+            output_buffer_seen=max(self.output_buffer_seen, self._behind) or None,
             output_buffer_limit=self._output_buffer_limit,
             stalled=isinstance(exc, _Stalled),
             client_class="pubsub",
@@ -368,6 +389,8 @@ class SupervisedPubSub:
                     self._handle(await conn.read_response(disconnect_on_error=False))
                 except ResponseError as exc:
                     self._refuse(exc)
+        self._behind = 0
+        self.caught_up_at = time.time()
         self._sup._pubsubs.add(self)
 
     async def _call(self, *args: Any) -> Any:

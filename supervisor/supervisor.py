@@ -579,13 +579,17 @@ class Supervisor(Observable, AsyncContextManagerMixin):
 
     async def _sample_output_buffers(self) -> None:
         """Record how much output the server holds for each pub/sub connection: the
-        evidence that names OUTPUT_BUFFER_LIMIT when the server then closes one."""
+        evidence that names OUTPUT_BUFFER_LIMIT when the server then closes one; a
+        sample of 0 also dates the handle's last moment with nothing left unsent."""
         handles = {h.client_id: h for h in self._pubsubs if h.client_id is not None}
         if handles:
+            sampled_at = time.time()
             for client_id, omem in (await self._probe.output_buffers(list(handles))).items():
                 handle = handles.get(client_id)
                 if handle is not None:
                     handle.output_buffer_seen = max(handle.output_buffer_seen, omem)
+                    if omem == 0:
+                        handle.mark_caught_up(sampled_at)
 
     async def _current_facts(self) -> ServerFacts:
         """Full ``INFO`` only when a loss needs attributing; otherwise refresh the

@@ -340,3 +340,66 @@ async def test_refused_subscribe_is_an_error_for_that_call(server, supervise):
             tg.cancel_scope.cancel()
     assert recorded.of(ConnectionLost, Resubscribed) == []
     admin.close()
+
+
+async def test_eviction_window_holds_every_undelivered_message(server, supervise):
+    """A consumer stops reading while a publisher floods, and the server evicts it for
+    its output buffer between two health checks. Every message it never received was
+    published inside the marker's [down_at, up_at] (the window may be wider, never
+    narrower), and the marker names the output-buffer limit from the handle's own
+    backlog, as no health check sampled it."""
+    import time
+
+    import redis.asyncio
+
+    from tests.helpers.loops import bounded, poll
+
+    admin = server.admin()
+    admin.config_set("client-output-buffer-limit", "pubsub 256kb 0 0")
+    publisher = redis.asyncio.Redis(host="127.0.0.1", port=server.port)
+    published: dict[int, tuple[float, float]] = {}
+    stop = anyio.Event()
+    pad = "p" * 1000
+
+    async def publish() -> None:
+        for n in bounded("publishes of the flood"):
+            if stop.is_set():
+                return
+            before = time.time()
+            await publisher.publish("feed", f"{n}|{pad}")
+            published[n] = (before, time.time())
+
+    async with supervise(server.url, health_check_interval=5.0) as sup, sup.pubsub() as ps:
+        await ps.subscribe("feed")
+        client_id = ps.client_id
+        received: set[int] = set()
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(publish)
+
+            def evicted() -> bool:
+                return client_id not in {int(c["id"]) for c in admin.client_list(_type="pubsub")}
+
+            await poll(evicted, "the server evicting the consumer that does not read")
+            marker = None
+            with anyio.fail_after(30):
+                async for item in ps:
+                    if isinstance(item, Resubscribed):
+                        marker = item
+                        continue
+                    n = int(item.data.split(b"|")[0])
+                    received.add(n)
+                    if marker is not None and published[n][0] > marker.up_at:
+                        break  # a message published after the window arrived
+            stop.set()
+    await publisher.aclose()
+    admin.close()
+    assert marker is not None
+    assert marker.cause is Cause.OUTPUT_BUFFER_LIMIT, marker.detail
+    last = max(received)
+    missing = {n: at for n, at in published.items() if n not in received and n < last}
+    assert missing, "the eviction lost no message: the test proved nothing"
+    outside = {n: at for n, at in missing.items() if at[1] < marker.down_at or at[0] > marker.up_at}
+    assert not outside, (
+        f"{len(outside)} of {len(missing)} undelivered messages were published outside "
+        f"[{marker.down_at}, {marker.up_at}]"
+    )

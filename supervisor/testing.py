@@ -92,9 +92,10 @@ class BinaryServer:
     """``redis-server`` on 127.0.0.1, restartable on the same port."""
 
     def __init__(self, *extra: str, password: str | None = None, binary: str | None = None) -> None:
-        """``binary``: another server build (a newer Redis, Valkey); redis-server on PATH
-        by default."""
-        binary = binary or shutil.which("redis-server")
+        """``binary``: another server build (a newer Redis, Valkey); by default
+        ``$SUPERVISOR_REDIS_SERVER``, else redis-server on PATH (so the whole suite runs
+        on another server with one variable)."""
+        binary = binary or os.environ.get("SUPERVISOR_REDIS_SERVER") or shutil.which("redis-server")
         if binary is None:
             raise RuntimeError(
                 "redis-server is not installed: `make test` and `make demo` install it "

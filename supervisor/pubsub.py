@@ -95,6 +95,8 @@ class SupervisedPubSub:
         A lost connection's window opens here."""
         self._behind = 0
         """Bytes of messages read since ``caught_up_at``: how far behind it ran."""
+        self._reported = False
+        """The supervisor already reported this connection's loss (it left CLIENT LIST)."""
         self._run_id: str | None = None
         self.client_id: int | None = None
         self.output_buffer_seen = 0
@@ -312,6 +314,26 @@ class SupervisedPubSub:
                 self._sent.popleft()
         return kind
 
+    def gone_from_server(self) -> Loss | None:
+        """The server no longer lists this handle's connection: it closed it. The loss is
+        reported now, while the server's counters still show why (the handle itself finds
+        out only when it next reads, maybe much later)."""
+        if self._reported or self._conn is None:
+            return None
+        self._reported = True
+        return self._loss_of("the server closed the connection (it left CLIENT LIST)", False)
+
+    def _loss_of(self, error: str, stalled: bool) -> Loss:
+        return Loss(
+            error,
+            None,
+            command_failed=True,
+            output_buffer_seen=max(self.output_buffer_seen, self._behind) or None,
+            output_buffer_limit=self._output_buffer_limit,
+            stalled=stalled,
+            client_class="pubsub",
+        )
+
     def mark_caught_up(self, at: float) -> None:
         """Nothing the server held for this handle at ``at`` was left unsent."""
         if at > self.caught_up_at:
@@ -325,17 +347,10 @@ class SupervisedPubSub:
         # been in the server's output buffer when the connection went (the last message
         # read says nothing: it may have waited in the socket long before)
         self._down_at = self.caught_up_at
-        self._loss = Loss(
-            describe(exc),
-            None,
-            command_failed=True,
-            output_buffer_seen=max(self.output_buffer_seen, self._behind) or None,
-            output_buffer_limit=self._output_buffer_limit,
-            stalled=isinstance(exc, _Stalled),
-            client_class="pubsub",
-        )
+        self._loss = self._loss_of(describe(exc), isinstance(exc, _Stalled))
         await self._drop()
-        self._sup.connection_lost(self._loss)
+        if not self._reported:
+            self._sup.connection_lost(self._loss)
 
     async def _reconnect(self, *, marker: bool) -> None:
         run_id_before = self._run_id
@@ -390,6 +405,7 @@ class SupervisedPubSub:
                 except ResponseError as exc:
                     self._refuse(exc)
         self._behind = 0
+        self._reported = False
         self.caught_up_at = time.time()
         self._sup._pubsubs.add(self)
 

@@ -584,12 +584,17 @@ class Supervisor(Observable, AsyncContextManagerMixin):
         handles = {h.client_id: h for h in self._pubsubs if h.client_id is not None}
         if handles:
             sampled_at = time.time()
-            for client_id, omem in (await self._probe.output_buffers(list(handles))).items():
-                handle = handles.get(client_id)
-                if handle is not None:
+            sampled = await self._probe.output_buffers(list(handles))
+            for client_id, handle in handles.items():
+                omem = sampled.get(client_id)
+                if omem is not None:
                     handle.output_buffer_seen = max(handle.output_buffer_seen, omem)
                     if omem == 0:
                         handle.mark_caught_up(sampled_at)
+                elif "CLIENT LIST" not in self._probe.refused and handle.client_id == client_id:
+                    loss = handle.gone_from_server()
+                    if loss is not None:
+                        self.connection_lost(replace(loss, command_failed=False))
 
     async def _current_facts(self) -> ServerFacts:
         """Full ``INFO`` only when a loss needs attributing; otherwise refresh the

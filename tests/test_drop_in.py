@@ -22,15 +22,18 @@ from supervisor.testing import BinaryServer
 
 READY = ConnectionState.READY
 
-BUSY = """
-local t = redis.call('TIME')
-local start = t[1] * 1000000 + t[2]
-while true do
-  local n = redis.call('TIME')
-  if n[1] * 1000000 + n[2] - start > tonumber(ARGV[1]) * 1000 then return 1 end
-end
-"""
-"""A script that keeps the server busy for ARGV[1] milliseconds."""
+SPIN = "local x = 0 for i = 1, tonumber(ARGV[1]) do x = x + i end return 1"
+"""A script that keeps the server busy for ARGV[1] rounds of a loop (not TIME, which
+some servers freeze for the length of a script)."""
+
+
+def spins_for(admin, milliseconds: float) -> int:
+    """Loop rounds that keep this server busy for about ``milliseconds``, measured."""
+    admin.config_resetstat()
+    admin.eval(SPIN, 0, 2_000_000)
+    usec = int(admin.info("commandstats")["cmdstat_eval"]["usec"])
+    admin.config_resetstat()
+    return int(2_000_000 * milliseconds * 1000 / max(usec, 1))
 
 
 def calls(admin, command: str) -> int:
@@ -76,14 +79,14 @@ async def test_slow_read_that_times_out_runs_once(server, supervise):
     the timeout was the command's own. It raises redis-py's TimeoutError and is not
     re-sent (which would only run the slow script again)."""
     admin = server.admin()
-    admin.config_resetstat()
+    spins = spins_for(admin, 500)
     async with supervise(
         server.url, socket_timeout=0.2, health_check_timeout=1.0, health_check_interval=1.0
     ) as sup:
         await sup.wait_for(READY, timeout=5)
         generation = sup.statistics().generation
         with pytest.raises(RedisTimeoutError) as info:
-            await sup.client.eval_ro(BUSY, 0, 500)
+            await sup.client.eval_ro(SPIN, 0, spins)
         assert not isinstance(info.value, SupervisorError)
         assert calls(admin, "eval_ro") == 1
         assert sup.statistics().generation == generation
@@ -95,13 +98,13 @@ async def test_write_that_times_out_is_outcome_unknown_and_a_timeout(server, sup
     """A write whose reply did not come within socket_timeout may have been applied:
     OutcomeUnknown, which is also redis-py's TimeoutError; it ran once."""
     admin = server.admin()
-    admin.config_resetstat()
+    spins = spins_for(admin, 500)
     async with supervise(
         server.url, socket_timeout=0.2, health_check_timeout=1.0, health_check_interval=1.0
     ) as sup:
         await sup.wait_for(READY, timeout=5)
         with pytest.raises(OutcomeUnknown) as info:
-            await sup.client.eval(BUSY, 0, 500)
+            await sup.client.eval(SPIN, 0, spins)
         assert isinstance(info.value, RedisTimeoutError)
         assert info.value.command == "EVAL"
         assert calls(admin, "eval") == 1

@@ -87,7 +87,6 @@ class SupervisedPubSub:
         (NOPERM) answers the oldest, which the server refused as a whole."""
         self._refused: dict[tuple[str, str], ResponseError] = {}
         self._closed = False
-        self._last_seen = time.time()
         self.caught_up_at = time.time()
         """The last moment the server is known to have held nothing for this handle
         that it had not sent (a PONG came back, or ``omem`` was sampled at 0): a message
@@ -295,7 +294,6 @@ class SupervisedPubSub:
 
     def _handle(self, reply: Any) -> str:
         """Queue a message or record an ack; return the reply's kind."""
-        self._last_seen = time.time()
         if not isinstance(reply, list) or not reply:
             # with nothing subscribed the connection is a plain one: PING gets +PONG
             return "pong" if replies.text(reply).upper() == "PONG" else "other"

@@ -28,6 +28,7 @@ from supervisor.backoff import Backoff
 from supervisor.causes import Evidence, attribute
 from supervisor.events import Resubscribed
 from supervisor.losses import Loss, describe
+from supervisor.probe import drop
 from supervisor.state import ConnectionState
 
 if TYPE_CHECKING:
@@ -363,6 +364,8 @@ class SupervisedPubSub:
                 break
             except (RedisError, OSError, TimeoutError) as exc:
                 await self._drop()
+                if self._closed:
+                    return  # aclose() while connecting: not a loss
                 self._sup.connection_lost(Loss(describe(exc), None, command_failed=True))
                 await anyio.sleep(self._backoff.next_delay())
         else:
@@ -376,15 +379,24 @@ class SupervisedPubSub:
         conn = self._sup._connection_class(**kwargs)
         self._conn = conn
         self.output_buffer_seen = 0
+        try:
+            await self._subscribe_on(conn)
+        finally:
+            if self._conn is not conn:
+                # aclose() (or a loss) dropped it while it was connecting: the connect
+                # may have finished after that, so close what it opened
+                await drop(conn)
+
+    async def _subscribe_on(self, conn: AbstractConnection) -> None:
         with anyio.fail_after(self._connect_timeout + self._timeout):
             await conn.connect()
-            self.client_id = int(await self._call("CLIENT", "ID"))
+            self.client_id = int(await _call(conn, "CLIENT", "ID"))
             try:
-                self._run_id = replies.info(await self._call("INFO", "server")).get("run_id")
+                self._run_id = replies.info(await _call(conn, "INFO", "server")).get("run_id")
             except ResponseError:
                 self._run_id = None  # an ACL user without INFO: restarts are not told
             try:
-                limits = await self._call("CONFIG", "GET", "client-output-buffer-limit")
+                limits = await _call(conn, "CONFIG", "GET", "client-output-buffer-limit")
                 self._output_buffer_limit = _pubsub_limit(replies.config_value(limits))
             except ResponseError:
                 self._output_buffer_limit = None
@@ -405,13 +417,8 @@ class SupervisedPubSub:
         self._behind = 0
         self._reported = False
         self.caught_up_at = time.time()
-        self._sup._pubsubs.add(self)
-
-    async def _call(self, *args: Any) -> Any:
-        conn = self._conn
-        assert conn is not None
-        await conn.send_command(*args, check_health=False)
-        return await conn.read_response(disconnect_on_error=False)
+        if not self._closed:
+            self._sup._pubsubs.add(self)
 
     def _resubscribed(self, run_id_before: str | None) -> Resubscribed:
         loss = self._loss
@@ -443,6 +450,11 @@ class SupervisedPubSub:
             down_at=self._down_at,
             up_at=up_at,
         )
+
+
+async def _call(conn: AbstractConnection, *args: Any) -> Any:
+    await conn.send_command(*args, check_health=False)
+    return await conn.read_response(disconnect_on_error=False)
 
 
 def _pubsub_limit(limits: str) -> str | None:

@@ -28,7 +28,14 @@ from supervisor.commands import READ_ONLY, command_name
 from supervisor.errors import OutcomeUnknown, SupervisorError, Unavailable, also_a
 from supervisor.losses import Loss, Watcher, describe
 from supervisor.pool import NotSent, SupervisedConnectionPool
-from supervisor.resend import BLOCKING, Failure, blocking_timeout, claim_of, failure_of
+from supervisor.resend import (
+    BLOCKING,
+    Failure,
+    blocking_timeout,
+    claim_of,
+    failure_of,
+    may_resend,
+)
 from supervisor.schedule import Showed
 
 __all__ = ("SupervisedPipeline", "SupervisedRedis")
@@ -133,7 +140,7 @@ class SupervisedRedis(Redis):
                         turned_away=isinstance(exc, NotSent) and exc.showed is Showed.TURNED_AWAY,
                     )
                 )
-            if not retryable and failure in (Failure.LOST, Failure.TIMED_OUT):
+            if not may_resend(failure, retryable):
                 cls = also_a(OutcomeUnknown, type(exc)) if failure is Failure.TIMED_OUT else None
                 raise (cls or OutcomeUnknown)(name, error) from exc
             try:

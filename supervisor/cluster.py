@@ -16,8 +16,9 @@ Three redis-py 8.1 behaviours are mended here, at their own depth:
   commands of healthy shards included. Here the refresh is only requested;
   redis-py's refresh then recycles each connection once its command is done.
 - redis-py's cluster retries re-send writes whose reply was lost. The client
-  here is built without them; ``SupervisedRedisCluster`` re-sends only what
-  cannot be applied twice, after the next health round, within the deadline.
+  here is built without them; ``SupervisedRedisCluster`` follows the single
+  target's rule (``supervisor.resend``): it re-sends only what cannot be applied
+  twice, after the next health round, within the deadline.
 """
 
 from __future__ import annotations
@@ -36,7 +37,6 @@ from redis.asyncio.connection import Connection
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 from redis.exceptions import (
-    BusyLoadingError,
     ClusterDownError,
     RedisClusterException,
     SlotNotCoveredError,
@@ -48,11 +48,12 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 from supervisor.causes import Cause
 from supervisor.commands import READ_ONLY, command_name
 from supervisor.config import SupervisorConfig
-from supervisor.errors import OutcomeUnknown, Unavailable
+from supervisor.errors import OutcomeUnknown, Unavailable, also_a
 from supervisor.events import NodeStateChanged, TopologyChanged
 from supervisor.losses import describe
 from supervisor.observable import Observable
 from supervisor.probe import Probe, ProbeFailed
+from supervisor.resend import Failure, failure_of, may_resend
 from supervisor.sentinel import parse_address
 from supervisor.state import ConnectionState
 from supervisor.supervisor import SupervisorStatistics
@@ -67,14 +68,6 @@ _RECOVERABLE = (
     SlotNotCoveredError,
     RedisClusterException,
 )
-_NOT_APPLIED = (ClusterDownError, TryAgainError, SlotNotCoveredError, BusyLoadingError)
-
-
-def _not_applied(exc: Exception) -> bool:
-    """True when the error proves the command never ran: refused by the cluster, or no
-    connection could be made (redis-py words connect failures "... connecting to ...")."""
-    text = str(exc)
-    return isinstance(exc, _NOT_APPLIED) or "connecting to" in text or "cannot be connected" in text
 
 
 class _CommandsOnce(AsyncCommandsParser):
@@ -113,22 +106,27 @@ class SupervisedRedisCluster(RedisCluster):
         try:
             return await super().execute_command(*args, **kwargs)
         except _RECOVERABLE as exc:
-            if isinstance(exc, RedisClusterException) and not _not_applied(exc):
+            if failure_of(exc) is Failure.ANSWER:
                 raise
             return await self._recover(args, kwargs, exc)
 
     async def _recover(self, args: tuple[Any, ...], kwargs: dict[str, Any], exc: Exception) -> Any:
+        """The single target's rule (``resend.may_resend``); the wait is for a health
+        round that starts after the failure, within the command deadline."""
         name = command_name(args)
         deadline = anyio.current_time() + self._owner.command_deadline
         while True:
-            if not _not_applied(exc) and name not in self._retryable:
-                raise OutcomeUnknown(name, describe(exc)) from exc
+            failure = failure_of(exc)
+            if failure is Failure.ANSWER:
+                raise exc
+            if not may_resend(failure, name in self._retryable):
+                timed_out = failure is Failure.TIMED_OUT
+                cls = also_a(OutcomeUnknown, type(exc)) if timed_out else OutcomeUnknown
+                raise cls(name, describe(exc)) from exc
             await self._owner.settled(deadline, describe(exc))
             try:
                 return await super().execute_command(*args, **kwargs)
             except _RECOVERABLE as again:
-                if isinstance(again, RedisClusterException) and not _not_applied(again):
-                    raise
                 exc = again
 
 

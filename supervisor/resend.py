@@ -3,7 +3,10 @@
 Every failure on the command path is one of five kinds, told apart by what it
 proves about the command:
 
-- ``NOT_SENT``: no connection could be made; the command never left the client.
+- ``NOT_SENT``: no connection could be made (or the pool had none to give); the
+  command never left the client.
+- ``REFUSED``: a cluster refused it unexecuted (``CLUSTERDOWN``, ``TRYAGAIN``, a slot
+  with no node): it may go again once the topology settles.
 - ``LOST``: the connection broke after the command was sent; its reply is lost.
 - ``TIMED_OUT``: no reply within ``socket_timeout``; the server may still be
   running the command, so only an outage found by the supervisor's own check
@@ -15,6 +18,7 @@ proves about the command:
 - ``ANSWER``: any other error reply. The server answered; it stands as redis-py
   raised it.
 
+``may_resend`` is the one rule both ``Supervisor`` and ``ClusterSupervisor`` follow.
 The supervisor's check ends in a verdict the command can read off the gate: a
 new generation means the check found an outage (the server stopped answering,
 is loading, or became a replica), the same one means the target is as it was.
@@ -28,19 +32,26 @@ from typing import Any
 from redis.exceptions import (
     AuthenticationError,
     BusyLoadingError,
+    ClusterDownError,
+    MaxConnectionsError,
     ReadOnlyError,
+    RedisClusterException,
     ResponseError,
+    SlotNotCoveredError,
+    TryAgainError,
 )
+from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from supervisor.causes import Cause
 from supervisor.pool import NotSent
 
-__all__ = ("Failure", "blocking_timeout", "claim_of", "failure_of")
+__all__ = ("Failure", "blocking_timeout", "claim_of", "failure_of", "may_resend")
 
 
 class Failure(Enum):
     NOT_SENT = "not sent"
+    REFUSED = "refused"
     LOST = "lost"
     TIMED_OUT = "timed out"
     CLAIM = "claim"
@@ -52,9 +63,22 @@ _ANSWERS = (ResponseError, AuthenticationError, BusyLoadingError)
 ``BusyLoadingError`` subclass ``ConnectionError``, yet the server sent them)."""
 
 
+_REFUSED = (ClusterDownError, TryAgainError, SlotNotCoveredError)
+
+
 def failure_of(exc: BaseException) -> Failure:
-    if isinstance(exc, NotSent):
+    if isinstance(exc, (NotSent, MaxConnectionsError)):
         return Failure.NOT_SENT
+    if isinstance(exc, _REFUSED):
+        return Failure.REFUSED
+    if isinstance(exc, (RedisConnectionError, RedisClusterException)):
+        # redis-py words a failed connect "Error ... connecting to host:port" (the
+        # cluster client connects outside any pool of ours)
+        text = str(exc)
+        if "connecting to" in text or "cannot be connected" in text:
+            return Failure.NOT_SENT
+        if isinstance(exc, RedisClusterException):
+            return Failure.ANSWER  # any other cluster exception is its own verdict
     if isinstance(exc, (BusyLoadingError, ReadOnlyError)):
         return Failure.CLAIM
     if isinstance(exc, _ANSWERS):
@@ -62,6 +86,14 @@ def failure_of(exc: BaseException) -> Failure:
     if isinstance(exc, RedisTimeoutError):
         return Failure.TIMED_OUT
     return Failure.LOST
+
+
+def may_resend(failure: Failure, retryable: bool) -> bool:
+    """Whether sending the command again cannot apply it twice: it never left the
+    client, the server refused it unexecuted (a confirmed claim, a cluster refusal), or
+    it only reads (``retryable``). A read that timed out goes again only once the
+    supervisor found an outage that explains the timeout."""
+    return failure in (Failure.NOT_SENT, Failure.REFUSED, Failure.CLAIM) or retryable
 
 
 def claim_of(exc: BaseException) -> Cause:

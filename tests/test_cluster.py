@@ -40,6 +40,27 @@ def keys_by_shard(cluster: ClusterSetup) -> dict[str, str]:
     raise AssertionError("could not find a key for every shard")
 
 
+async def test_a_full_node_pool_is_not_an_unknown_outcome(cluster):
+    """With one connection per node, concurrent writes to one shard find the node's pool
+    full (redis-py raises MaxConnectionsError before sending anything): each write goes
+    again after the next health round, none is OutcomeUnknown, none is applied twice.
+    The same rule (supervisor.resend) decides it as for a single target."""
+    config = SupervisorConfig(
+        cluster_nodes=tuple(cluster.seeds),
+        health_check_interval=0.2,
+        health_check_timeout=0.2,
+        max_connections=1,
+    )
+    key = "{full-pool}"
+    async with ClusterSupervisor(config) as sup:
+        await sup.wait_for(READY, timeout=10)
+        await sup.client.delete(key)
+        async with anyio.create_task_group() as tg:
+            for _ in range(8):
+                tg.start_soon(sup.client.incr, key)
+        assert int(await sup.client.get(key)) == 8
+
+
 async def test_primary_killed_other_shards_never_fail(cluster, tmp_path):
     """SIGKILL one primary under load: reads and writes on the other shards never fail,
     reads on the failed shard wait through the failover, the node is reported down, the

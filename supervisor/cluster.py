@@ -287,9 +287,19 @@ class ClusterSupervisor(Observable, AsyncContextManagerMixin):
             )
             return
         self._follow_topology(rows)
+        await self._forget_departed(rows)
+        # every node side by side: a round takes one check's deadline, not one per node
+        checked: dict[str, tuple[bool, str]] = {}
+
+        async def check(address: str) -> None:
+            checked[address] = await self._check(address)
+
+        async with anyio.create_task_group() as tg:
+            for row in rows:
+                tg.start_soon(check, row.address)
         down: list[str] = []
         for row in rows:
-            up, detail = await self._check(row.address)
+            up, detail = checked[row.address]
             if row.failed:
                 up, detail = False, "the cluster marks it failed (fail flag)"
             self._record(row, up, detail)
@@ -319,6 +329,15 @@ class ClusterSupervisor(Observable, AsyncContextManagerMixin):
             self._known = [r.address for r in rows]
             return rows
         return None
+
+    async def _forget_departed(self, rows: list[_Row]) -> None:
+        """Nodes no longer in ``CLUSTER NODES`` (removed with ``CLUSTER FORGET``, or
+        replaced) leave ``nodes``, ``/health`` and ``/metrics``; their probes close."""
+        present = {r.address for r in rows}
+        for address in [a for a in self._nodes if a not in present]:
+            del self._nodes[address]
+        for address in [a for a in self._probes if a not in present]:
+            await self._probes.pop(address).close()
 
     def _up_first(self) -> list[str]:
         return [a for a, n in self._nodes.items() if n.up]

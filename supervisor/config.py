@@ -107,7 +107,7 @@ class SupervisorConfig:
         role: ``"master"`` (follow failovers) or ``"replica"`` (a healthy replica).
         cluster_nodes: ``host:port`` seed nodes of a Redis Cluster; when set, the
             target is the cluster (use ``ClusterSupervisor``) and ``url`` only gives
-            the credentials and TLS.
+            the credentials (``rediss://`` is refused: no TLS to cluster nodes yet).
         redis_options: keyword arguments passed untouched to every redis-py
             connection (``encoding``, ``encoding_errors``, ``protocol``,
             ``health_check_interval``, ``credential_provider``, ``driver_info``...).
@@ -520,6 +520,12 @@ def _validate_sentinels(c: SupervisorConfig) -> None:
     if c.role not in ("master", "replica"):
         raise ConfigError(f"role must be 'master' or 'replica', got {c.role!r}")
     _validate_addresses("cluster_nodes", c.cluster_nodes)
+    if c.cluster_nodes and urlsplit(c.url).scheme == "rediss":
+        raise ConfigError(
+            "cluster_nodes with a rediss:// url: TLS to cluster nodes is not supported yet, "
+            "and the supervisor will not fall back to plain TCP; use a redis:// url on a "
+            "trusted network, or a TLS-terminating proxy in front of the nodes"
+        )
     if not c.sentinels:
         if c.service_name:
             raise ConfigError("service_name is set but sentinels is empty; list the sentinels")

@@ -61,6 +61,45 @@ async def test_a_full_node_pool_is_not_an_unknown_outcome(cluster):
         assert int(await sup.client.get(key)) == 8
 
 
+async def test_a_round_checks_every_node_side_by_side(cluster):
+    """Three stopped replicas (SIGSTOP): each check waits its full deadline (connect and
+    reply, 2 s), yet a round takes one deadline, not three, so a command that waits for
+    the next round (settled) is served within a command deadline that three checks in a
+    row (6 s) would pass."""
+    from supervisor import NodeStateChanged as Changed
+
+    config = SupervisorConfig(
+        cluster_nodes=tuple(cluster.seeds),
+        health_check_interval=0.2,
+        health_check_timeout=1.0,
+        socket_connect_timeout=1.0,
+    )
+    admin = cluster.node(cluster.seeds[0]).admin()
+    replicas = [
+        line.split()[1].split("@")[0]
+        for line in admin.execute_command("CLUSTER", "NODES").splitlines()
+        if "slave" in line.split()[2]
+    ]
+    admin.close()
+    assert len(replicas) == 3
+    async with ClusterSupervisor(config) as sup, sup.subscribe() as events:
+        await sup.wait_for(READY, timeout=10)
+        try:
+            for address in replicas:
+                cluster.node(address).stop()
+            down: set[str] = set()
+            while down != set(replicas):
+                event = await until(
+                    events, lambda e: isinstance(e, Changed) and e.current == "down"
+                )
+                down.add(event.node)
+            await sup.settled(anyio.current_time() + 5.5, "a round with three stopped nodes")
+        finally:
+            for address in replicas:
+                cluster.node(address).cont()
+        await until(events, lambda e: isinstance(e, Changed) and e.current == "up")
+
+
 async def test_primary_killed_other_shards_never_fail(cluster, tmp_path):
     """SIGKILL one primary under load: reads and writes on the other shards never fail,
     reads on the failed shard wait through the failover, the node is reported down, the

@@ -105,6 +105,9 @@ class SupervisorConfig:
             Sentinel service ``service_name`` and ``url`` only gives the database,
             the credentials and TLS (its host and port are not used).
         role: ``"master"`` (follow failovers) or ``"replica"`` (a healthy replica).
+        sentinel_username / sentinel_password: credentials of the sentinels themselves
+            (their ``requirepass`` or ACL user), separate from the data nodes' in ``url``,
+            as redis-py's ``sentinel_kwargs``. The password never shows in a repr.
         cluster_nodes: ``host:port`` seed nodes of a Redis Cluster; when set, the
             target is the cluster (use ``ClusterSupervisor``) and ``url`` only gives
             the credentials (``rediss://`` is refused: no TLS to cluster nodes yet).
@@ -140,6 +143,8 @@ class SupervisorConfig:
     sentinels: tuple[str, ...] = ()
     service_name: str = ""
     role: Literal["master", "replica"] = "master"
+    sentinel_username: str | None = None
+    sentinel_password: str | None = field(default=None, repr=False)
     cluster_nodes: tuple[str, ...] = ()
     redis_options: Mapping[str, Any] = field(default_factory=dict, repr=False)
 
@@ -517,6 +522,10 @@ def _connection_options() -> set[str]:
 
 
 def _validate_sentinels(c: SupervisorConfig) -> None:
+    for key in ("sentinel_username", "sentinel_password"):
+        value = getattr(c, key)
+        if value is not None and (not isinstance(value, str) or not value):
+            raise ConfigError(f"{key} must be a non-empty string or unset")
     if c.role not in ("master", "replica"):
         raise ConfigError(f"role must be 'master' or 'replica', got {c.role!r}")
     _validate_addresses("cluster_nodes", c.cluster_nodes)
@@ -529,6 +538,8 @@ def _validate_sentinels(c: SupervisorConfig) -> None:
     if not c.sentinels:
         if c.service_name:
             raise ConfigError("service_name is set but sentinels is empty; list the sentinels")
+        if c.sentinel_username or c.sentinel_password:
+            raise ConfigError("sentinel credentials are set but sentinels is empty")
         return
     if not c.service_name:
         raise ConfigError("sentinels is set but service_name is empty; name the Sentinel service")

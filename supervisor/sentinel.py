@@ -70,8 +70,12 @@ class SentinelWatcher:
         connect_timeout: float,
         backoff_base: float,
         backoff_cap: float,
+        username: str | None = None,
+        password: str | None = None,
     ) -> None:
         self.addresses = addresses
+        self._username = username
+        self._password = password
         self.service = service
         self.role = role
         self._timeout = timeout
@@ -102,13 +106,7 @@ class SentinelWatcher:
         return max(answers)[1]
 
     async def _ask(self, address: Address) -> tuple[int, Address]:
-        conn = Connection(
-            host=address[0],
-            port=address[1],
-            protocol=2,
-            socket_connect_timeout=self._connect_timeout,
-            socket_timeout=self._timeout,
-        )
+        conn = self._connection(address)
         try:
             with anyio.fail_after(self._connect_timeout + self._timeout):
                 await conn.connect()
@@ -116,6 +114,8 @@ class SentinelWatcher:
                 try:
                     master = replies.pairs(await conn.read_response())
                 except ResponseError as exc:
+                    if "no such master" not in str(exc).lower():
+                        raise  # NOAUTH, NOPERM...: say what the sentinel said
                     raise LookupError(f"sentinel does not know service {self.service!r}") from exc
                 epoch = int(master.get("config-epoch", "0"))
                 if self.role == "master":
@@ -146,13 +146,7 @@ class SentinelWatcher:
     ) -> None:
         backoff = Backoff(*self._backoff)
         while True:
-            conn = Connection(
-                host=address[0],
-                port=address[1],
-                protocol=2,
-                socket_connect_timeout=self._connect_timeout,
-                socket_timeout=self._timeout,
-            )
+            conn = self._connection(address)
             counted = False
             try:
                 with anyio.fail_after(self._connect_timeout + self._timeout):
@@ -168,8 +162,11 @@ class SentinelWatcher:
                     if reply is None:
                         await conn.send_command("PING")
                         with anyio.fail_after(self._timeout):
-                            while replies.text((await conn.read_response())[0]) != "pong":
-                                pass
+                            # announcements that arrive before the PONG count as well
+                            while replies.text((reply := await conn.read_response())[0]) != "pong":
+                                notice = self._notice(reply)
+                                if notice is not None:
+                                    await notify(notice)
                         continue
                     notice = self._notice(reply)
                     if notice is not None:
@@ -182,6 +179,17 @@ class SentinelWatcher:
                 with anyio.CancelScope(shield=True), suppress(RedisError, OSError):
                     await conn.disconnect(nowait=True)
             await anyio.sleep(backoff.next_delay())
+
+    def _connection(self, address: Address) -> Connection:
+        return Connection(
+            host=address[0],
+            port=address[1],
+            protocol=2,
+            socket_connect_timeout=self._connect_timeout,
+            socket_timeout=self._timeout,
+            username=self._username,
+            password=self._password,
+        )
 
     async def _unreachable(
         self, address: Address, error: str, notify: Callable[[SentinelNotice], Awaitable[None]]

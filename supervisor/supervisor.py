@@ -112,6 +112,8 @@ class Supervisor(Observable, AsyncContextManagerMixin):
                 connect_timeout=config.socket_connect_timeout,
                 backoff_base=config.backoff_base,
                 backoff_cap=config.backoff_cap,
+                username=config.sentinel_username,
+                password=config.sentinel_password,
             )
             if config.sentinels
             else None

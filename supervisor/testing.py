@@ -286,8 +286,15 @@ def make_server(*extra: str, password: str | None = None) -> RedisServer:
 class SentinelServer(BinaryServer):
     """``redis-server --sentinel`` monitoring one master (binary backend only)."""
 
-    def __init__(self, service: str, master_port: int, *, down_after_ms: int = 1000) -> None:
-        super().__init__()
+    def __init__(
+        self,
+        service: str,
+        master_port: int,
+        *,
+        down_after_ms: int = 1000,
+        password: str | None = None,
+    ) -> None:
+        super().__init__(password=password)
         self._service = service
         self._master_port = master_port
         self._down_after_ms = down_after_ms
@@ -306,6 +313,11 @@ class SentinelServer(BinaryServer):
                 f"sentinel failover-timeout {self._service} 10000\n"
                 f"sentinel parallel-syncs {self._service} 1\n"
             )
+            if self.password:  # clients and peer sentinels both need it
+                with self._conf.open("a") as conf:
+                    conf.write(
+                        f"requirepass {self.password}\nsentinel sentinel-pass {self.password}\n"
+                    )
         return [
             self._binary,
             str(self._conf),
@@ -320,9 +332,10 @@ class SentinelSetup:
 
     service = "mymaster"
 
-    def __init__(self, *, down_after_ms: int = 1000) -> None:
+    def __init__(self, *, down_after_ms: int = 1000, sentinel_password: str | None = None) -> None:
         self.sentinels: list[SentinelServer] = []
         self._started: list[BinaryServer] = []
+        self._sentinel_password = sentinel_password
         try:
             self._start(down_after_ms)
         except BaseException:
@@ -339,7 +352,12 @@ class SentinelSetup:
         self._started.append(self.replica)
         self.replica.start()
         self.sentinels = [
-            SentinelServer(self.service, self.master.port, down_after_ms=down_after_ms)
+            SentinelServer(
+                self.service,
+                self.master.port,
+                down_after_ms=down_after_ms,
+                password=self._sentinel_password,
+            )
             for _ in range(3)
         ]
         for sentinel in self.sentinels:

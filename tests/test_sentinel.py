@@ -245,3 +245,22 @@ async def test_switch_master_ends_the_reconnect_wait(setup):
         assert moved.new == f"127.0.0.1:{setup.replica.port}"
         await until(events, lambda e: isinstance(e, StateChanged) and e.current is READY)
         assert await sup.client.get("k") == b"v"
+
+
+async def test_password_protected_sentinels():
+    """Sentinels with requirepass: with sentinel_password (separate from the data nodes'
+    credentials) the service is discovered and served; without it the supervisor says the
+    sentinels refused authentication, not that they do not know the service."""
+    setup = SentinelSetup(sentinel_password="s3ntinel-pw")
+    try:
+        async with Supervisor(config_for(setup, sentinel_password="s3ntinel-pw")) as sup:
+            await sup.wait_for(READY, timeout=10)
+            await sup.client.set("k", "v")
+            assert await sup.client.get("k") == b"v"
+        assert "s3ntinel-pw" not in repr(config_for(setup, sentinel_password="s3ntinel-pw"))
+        async with Supervisor(config_for(setup)) as sup, sup.subscribe() as events:
+            await until(events, lambda e: getattr(e, "cause", None) is Cause.NETWORK)
+            assert "authentication" in sup.detail.lower(), sup.detail
+            assert "does not know" not in sup.detail
+    finally:
+        setup.close()

@@ -127,7 +127,20 @@ class Probe:
         except BaseException:
             await drop(conn)
             raise
+        if self._moved(conn):
+            # the target moved (Sentinel) while this connect was under way: never watch
+            # the old server; the next attempt goes to the new address at once
+            await drop(conn)
+            raise ProbeFailed(
+                Cause.FAILOVER,
+                "the target moved while the health probe was connecting",
+                showed=Showed.REFUSED,
+            )
         self._conn = conn
+
+    def _moved(self, conn: AbstractConnection) -> bool:
+        address = (getattr(conn, "host", None), getattr(conn, "port", None))
+        return address != (self._kwargs.get("host"), self._kwargs.get("port"))
 
     async def ping(self) -> float:
         """PING and wait for PONG within the health-check timeout; return the latency."""

@@ -612,3 +612,40 @@ async def test_another_clients_eviction_is_not_this_loss(supervise):
         other.close()
         admin.close()
         server.close()
+
+
+async def test_probe_never_watches_a_server_the_target_left(server, proxy):
+    """The target moves (as Sentinel moves a master) while the health probe is still in
+    its handshake with the old address: when that handshake completes, the probe drops
+    the connection instead of health-checking the server the target left."""
+    from redis.asyncio.connection import Connection
+
+    from supervisor.probe import Probe, ProbeFailed
+    from tests.helpers.servers import make_server
+
+    other = make_server()
+    try:
+        kwargs = {"host": "127.0.0.1", "port": proxy.port, "protocol": 2}
+        probe = Probe(Connection, kwargs, timeout=5.0, connect_timeout=5.0, idle_timeout=None)
+        proxy.hold_replies()  # the handshake with the old address waits
+        failed: list[ProbeFailed] = []
+
+        async def open_probe() -> None:
+            try:
+                await probe.open()
+            except ProbeFailed as exc:
+                failed.append(exc)
+
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(open_probe)
+            with anyio.fail_after(5):
+                await proxy.held.wait()
+            kwargs.update(host="127.0.0.1", port=other.port)  # the target moved
+            proxy.release_replies()
+        assert not probe.is_open
+        assert failed and failed[0].cause is Cause.FAILOVER
+        facts = await probe.open()  # the next attempt goes to the new address
+        assert facts.address == f"127.0.0.1:{other.port}"
+        await probe.close()
+    finally:
+        other.close()

@@ -365,9 +365,10 @@ async def test_eviction_window_holds_every_undelivered_message(server, supervise
         for n in bounded("publishes of the flood"):
             if stop.is_set():
                 return
-            before = time.time()
+            # recorded before the call: the subscriber may read it before publish returns
+            published[n] = (time.time(), float("inf"))
             await publisher.publish("feed", f"{n}|{pad}")
-            published[n] = (before, time.time())
+            published[n] = (published[n][0], time.time())
 
     async with supervise(server.url, health_check_interval=5.0) as sup, sup.pubsub() as ps:
         await ps.subscribe("feed")

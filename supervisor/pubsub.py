@@ -282,6 +282,10 @@ class SupervisedPubSub:
         if reply is not None:
             self._handle(reply)
             return
+        if self._conn is not conn:
+            # dropped meanwhile (aclose from another task): redis-py's send would open it
+            # again, and nobody would close that socket
+            return
         sent_at = time.time()
         await conn.send_command("PING", check_health=False)
         with anyio.move_on_after(self._timeout):

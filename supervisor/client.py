@@ -145,10 +145,12 @@ class SupervisedRedis(Redis):
                 raise (cls or OutcomeUnknown)(name, error) from exc
             try:
                 await gate.wait_open(deadline)
+                if anyio.current_time() >= deadline:
+                    raise watcher.unavailable("command_deadline passed before it went again")
             except Unavailable as refused:
                 if failure in _VERDICT_NEEDED:
                     raise also_a(Unavailable, type(exc))(str(refused), cause=refused.cause) from exc
-                raise
+                raise refused from exc
             if failure in _VERDICT_NEEDED and gate.generation == generation:
                 raise exc  # the check found the target as it was: the error was this command's
             if batch and not retryable and failure is Failure.CLAIM:

@@ -88,11 +88,13 @@ async def test_a_round_checks_every_node_side_by_side(cluster):
             for address in replicas:
                 cluster.node(address).stop()
             down: set[str] = set()
-            while down != set(replicas):
+            for _ in range(len(replicas)):
                 event = await until(
-                    events, lambda e: isinstance(e, Changed) and e.current == "down"
+                    events,
+                    lambda e: isinstance(e, Changed) and e.current == "down" and e.node not in down,
                 )
                 down.add(event.node)
+            assert down == set(replicas), down
             await sup.settled(anyio.current_time() + 5.5, "a round with three stopped nodes")
         finally:
             for address in replicas:

@@ -4,7 +4,9 @@
 
 Fetches the pinned redis-py sdist (it ships its tests) from PyPI once into
 ``DIR``, makes two copies of its tests (one with ``fixture.py`` handing out
-``sup.client``), starts one redis-server per side and runs both sides at once.
+``sup.client``), starts one redis-server per side and runs both sides at once
+(the one port the suite hard-codes, ``test_cwe_404``'s proxy on 5380, becomes a free
+port of each copy's own, or the two sides would take it from each other).
 It fails when a test that passed on plain redis-py did not pass on
 ``sup.client`` (failed, errored or skipped), unless ``EXCLUDED`` lists it with
 its reason, and when plain redis-py passed too few tests for the run to mean
@@ -22,7 +24,7 @@ import xml.etree.ElementTree as ET
 from collections import Counter
 from pathlib import Path
 
-from supervisor.testing import BinaryServer
+from supervisor.testing import BinaryServer, free_port
 
 REDIS_PY = "8.1.0"
 SHA256 = "6e1a19beef9225c83efd689c7e6b7da2d5215b1f42cd13b7fc3714d0a09c7b25"
@@ -70,6 +72,8 @@ def prepare(root: Path, side: Path, supervised: bool) -> None:
     side.mkdir(parents=True)
     shutil.copytree(root / "tests", side / "tests")
     shutil.copy(root / "pyproject.toml", side / "pyproject.toml")
+    cwe_404 = side / "tests" / "test_asyncio" / "test_cwe_404.py"
+    cwe_404.write_text(cwe_404.read_text().replace("5380", str(free_port())))
     if supervised:
         shutil.copy(HERE / "fixture.py", side / "tests" / "test_asyncio" / "supervised_fixture.py")
         conftest = side / "tests" / "test_asyncio" / "conftest.py"

@@ -92,6 +92,7 @@ def also_a(cls: type[_E], redis_type: type[BaseException]) -> type[_E]:
 
 
 def _also(cls: type[SupervisorError]) -> type[RedisError] | None:
+    """The redis-py type a blend (``also_a``) also is; None for the plain classes."""
     redis_type: type[RedisError] | None = cls.__dict__.get("_redis_type")
     return redis_type
 

@@ -32,24 +32,28 @@ from typing import Any, Self, final
 import anyio
 from anyio import AsyncContextManagerMixin
 from redis._parsers import AsyncCommandsParser
-from redis.asyncio.cluster import ClusterNode, RedisCluster
+from redis.asyncio.cluster import ClusterNode, NodesManager, RedisCluster
 from redis.asyncio.connection import Connection
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 from redis.exceptions import (
     ClusterDownError,
+    MaxConnectionsError,
     RedisClusterException,
+    RedisError,
     SlotNotCoveredError,
     TryAgainError,
 )
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
+from supervisor.backoff import Backoff
 from supervisor.causes import Cause
 from supervisor.commands import READ_ONLY, command_name
 from supervisor.config import SupervisorConfig
 from supervisor.errors import OutcomeUnknown, Unavailable, also_a
 from supervisor.events import NodeStateChanged, TopologyChanged
+from supervisor.gate import SlotGate
 from supervisor.losses import describe
 from supervisor.observable import Observable
 from supervisor.probe import Probe, ProbeFailed
@@ -71,11 +75,71 @@ _RECOVERABLE = (
 
 
 class _CommandsOnce(AsyncCommandsParser):
-    """``COMMAND`` is read once: the command table does not change with the topology."""
+    """``COMMAND`` is read once, from any node that answers: the command table does
+    not change with the topology, and redis-py's default node may be the dead one."""
+
+    def __init__(self, client: RedisCluster) -> None:
+        super().__init__()
+        self._client = client
 
     async def initialize(self, node: Any = None) -> None:
-        if not getattr(self, "commands", None):
-            await super().initialize(node)
+        if getattr(self, "commands", None):
+            return
+        client = self._client
+        candidates = [node or getattr(self, "node", None), client.get_default_node()]
+        candidates += client.get_primaries() + client.get_replicas()
+        failed: Exception | None = None
+        for candidate in dict.fromkeys(c for c in candidates if c is not None):
+            try:
+                await super().initialize(candidate)
+                return
+            except (RedisConnectionError, RedisTimeoutError) as exc:
+                failed = exc
+        if failed is not None:
+            raise failed
+        await super().initialize(node)
+
+
+class _Node(ClusterNode):
+    """A ``ClusterNode`` that never closes a connection another command just took."""
+
+    __slots__ = ()
+
+    async def disconnect_free_connections(self) -> None:
+        """redis-py closes a snapshot of the free connections, each one after an
+        await, so a command may take one of them in between and find it closed under
+        it (a raw ``AttributeError``, or a lost reply on a healthy node). Here each
+        connection is closed only while it is still free, without yielding between
+        the check and the close."""
+        for connection in tuple(self._free):
+            if connection in self._free:
+                await connection.disconnect(nowait=True)
+
+    async def disconnect_if_needed(self, connection: Connection) -> None:
+        """Also drop a connection the server closed while it sat in the pool (an idle
+        ``timeout``, ``CLIENT KILL``): a command sent on it would be lost unsent."""
+        if connection.is_connected and not connection.should_reconnect():
+            try:
+                if not await connection.can_read():
+                    return
+            except RedisConnectionError:
+                pass
+            connection.mark_for_reconnect()
+        await super().disconnect_if_needed(connection)
+
+
+class _Nodes(NodesManager):
+    """Every node redis-py learns of (topology refresh, redirect) becomes a ``_Node``."""
+
+    __slots__ = ()
+
+    def set_nodes(
+        self, old: dict[str, ClusterNode], new: dict[str, ClusterNode], remove_old: bool = False
+    ) -> None:
+        for node in new.values():
+            if type(node) is ClusterNode:
+                node.__class__ = _Node
+        super().set_nodes(old, new, remove_old)
 
 
 class SupervisedRedisCluster(RedisCluster):
@@ -85,8 +149,10 @@ class SupervisedRedisCluster(RedisCluster):
         self, *, owner: ClusterSupervisor, idempotent: frozenset[str], **kwargs: Any
     ) -> None:
         super().__init__(**kwargs)
-        self.commands_parser = _CommandsOnce()
+        self.nodes_manager.__class__ = _Nodes
+        self.commands_parser = _CommandsOnce(self)
         self._owner = owner
+        self._gate = owner.gate
         self._retryable = READ_ONLY | idempotent
         self._supervised = True
 
@@ -103,6 +169,8 @@ class SupervisedRedisCluster(RedisCluster):
         await self.aclose()
 
     async def execute_command(self, *args: Any, **kwargs: Any) -> Any:
+        if self._gate.closed:
+            await self._admit(args, kwargs, anyio.current_time() + self._owner.command_deadline)
         try:
             return await super().execute_command(*args, **kwargs)
         except _RECOVERABLE as exc:
@@ -110,20 +178,39 @@ class SupervisedRedisCluster(RedisCluster):
                 raise
             return await self._recover(args, kwargs, exc)
 
+    async def _admit(self, args: tuple[Any, ...], kwargs: dict[str, Any], deadline: float) -> None:
+        """Hold a command for a failed primary's slots until its failover is done."""
+        gate = self._gate
+        slot = None
+        if (
+            not gate.holds(None)
+            and "target_nodes" not in kwargs
+            and args[0] not in self.command_flags
+        ):
+            try:
+                slot = await self._determine_slot(*args)
+            except RedisError:
+                slot = None  # no slot of its own (or none found): redis-py decides
+        await gate.wait(slot, deadline)
+
     async def _recover(self, args: tuple[Any, ...], kwargs: dict[str, Any], exc: Exception) -> Any:
         """The single target's rule (``resend.may_resend``); the wait is for a health
-        round that starts after the failure, within the command deadline."""
+        round that starts after the failure, and then for the command's slots to be
+        served, within the command deadline."""
         name = command_name(args)
         deadline = anyio.current_time() + self._owner.command_deadline
         while True:
             failure = failure_of(exc)
             if failure is Failure.ANSWER:
                 raise exc
+            self._owner.command_failed(exc, failure)
             if not may_resend(failure, name in self._retryable):
                 timed_out = failure is Failure.TIMED_OUT
                 cls = also_a(OutcomeUnknown, type(exc)) if timed_out else OutcomeUnknown
                 raise cls(name, describe(exc)) from exc
             await self._owner.settled(deadline, describe(exc))
+            if self._gate.closed:
+                await self._admit(args, kwargs, deadline)
             try:
                 return await super().execute_command(*args, **kwargs)
             except _RECOVERABLE as again:
@@ -165,6 +252,15 @@ class ClusterSupervisor(Observable, AsyncContextManagerMixin):
             raise ValueError("ClusterSupervisor needs config.cluster_nodes")
         super().__init__(config.target, event_buffer=config.event_buffer)
         self.config = config
+        self.gate = SlotGate(
+            max_waiters=config.max_waiters, fail_fast=config.offline == "fail_fast"
+        )
+        self._backoff = Backoff(
+            config.backoff_base, config.backoff_cap, jitter=config.backoff_jitter
+        )
+        self._generation = 0
+        self._connect_failures: dict[str, int] = {}
+        self._losses: dict[str, int] = {}
         kwargs = config.connection_kwargs()
         kwargs.pop("connection_class", None)
         self._node_kwargs = {k: v for k, v in kwargs.items() if k not in ("host", "port", "db")}
@@ -172,7 +268,7 @@ class ClusterSupervisor(Observable, AsyncContextManagerMixin):
         self.client = SupervisedRedisCluster(
             owner=self,
             idempotent=frozenset(config.idempotent_commands),
-            startup_nodes=[ClusterNode(*parse_address(a)) for a in config.cluster_nodes],
+            startup_nodes=[_Node(*parse_address(a)) for a in config.cluster_nodes],
             retry=Retry(NoBackoff(), 0),
             max_connections=config.max_connections,
             socket_timeout=config.socket_timeout,
@@ -206,18 +302,28 @@ class ClusterSupervisor(Observable, AsyncContextManagerMixin):
         latencies = [p.latency for p in self._probes.values() if p.latency is not None]
         return SupervisorStatistics(
             state=self._state,
-            generation=0,
-            connect_attempts=0,
-            connect_attempts_by_cause={},
-            connections_lost=0,
-            connections_lost_by_cause={},
+            generation=self._generation,
+            connect_attempts=sum(self._connect_failures.values()),
+            connect_attempts_by_cause=dict(self._connect_failures),
+            connections_lost=sum(self._losses.values()),
+            connections_lost_by_cause=dict(self._losses),
             health_checks=self._rounds_done,
             health_latency=max(latencies) if latencies else None,
-            waiters=0,
+            waiters=self.gate.waiters,
             subscribers=len(self._hub),
             dropped_events=self._hub.dropped,
             sentinels_watched=0,
         )
+
+    def command_failed(self, exc: BaseException, failure: Failure) -> None:
+        """Count a connection a command lost (not a full node pool, not a refusal)."""
+        if failure in (Failure.LOST, Failure.TIMED_OUT) or (
+            failure is Failure.NOT_SENT and not isinstance(exc, MaxConnectionsError)
+        ):
+            cause = Cause.NETWORK.value
+            self._losses[cause] = self._losses.get(cause, 0) + 1
+        if self._wake is not None:
+            self._wake.set()
 
     async def settled(self, deadline: float, why: str) -> None:
         """Wait for a health round that starts after this call (it moves the default
@@ -257,7 +363,7 @@ class ClusterSupervisor(Observable, AsyncContextManagerMixin):
                     tg.cancel_scope.cancel()
         finally:
             with anyio.CancelScope(shield=True), anyio.move_on_after(5):
-                self._set_state(ConnectionState.CLOSED, None, "supervisor stopped")
+                self._transition(ConnectionState.CLOSED, None, "supervisor stopped")
                 self._hub.close()
                 for probe in self._probes.values():
                     await probe.close()
@@ -273,14 +379,19 @@ class ClusterSupervisor(Observable, AsyncContextManagerMixin):
                 self._round_done = None
             wake = self._wake
             assert wake is not None
-            with anyio.move_on_after(self.config.health_check_interval):
+            if self._state is ConnectionState.READY:
+                self._backoff.reset()
+                pause = self.config.health_check_interval
+            else:  # as the single target's prober: back soon, never in lockstep
+                pause = min(self._backoff.next_delay(), self.config.health_check_interval)
+            with anyio.move_on_after(pause):
                 await wake.wait()
             self._wake = anyio.Event()
 
     async def _round(self) -> None:
         rows = await self._read_topology()
         if rows is None:
-            self._set_state(
+            self._transition(
                 ConnectionState.RECONNECTING,
                 Cause.NETWORK,
                 f"no cluster node answers (tried {', '.join(self._known)})",
@@ -298,6 +409,7 @@ class ClusterSupervisor(Observable, AsyncContextManagerMixin):
             for row in rows:
                 tg.start_soon(check, row.address)
         down: list[str] = []
+        held: list[tuple[int, int]] = []
         for row in rows:
             up, detail = checked[row.address]
             if row.failed:
@@ -305,19 +417,49 @@ class ClusterSupervisor(Observable, AsyncContextManagerMixin):
             self._record(row, up, detail)
             if row.role == "primary" and row.slots and not up:
                 down.append(f"{row.address} ({row.slots})")
+                held.extend(_slot_ranges(row.slots))
         self._move_default_node()
         if down:
-            self._set_state(
+            self._transition(
                 ConnectionState.UNHEALTHY,
                 Cause.NETWORK,
                 "primary down, its slots wait for a failover: " + ", ".join(down),
+                tuple(held),
             )
         else:
-            self._set_state(
+            self._transition(
                 ConnectionState.READY,
                 None,
                 f"{sum(r.role == 'primary' and bool(r.slots) for r in rows)} primaries answer",
             )
+
+    def _transition(
+        self,
+        new: ConnectionState,
+        cause: Cause | None,
+        detail: str,
+        held: tuple[tuple[int, int], ...] = (),
+    ) -> None:
+        """Change the state (``Observable._set_state``) and let the gate follow it."""
+        was_held = self.gate.closed
+        self._set_state(new, cause, detail)
+        if new is ConnectionState.READY:
+            if was_held or self._generation == 0:
+                self._generation += 1
+            self.gate.set(())
+        else:
+            self.gate.set(
+                held,
+                everything=new is ConnectionState.RECONNECTING,
+                refusing=new is ConnectionState.CLOSED,
+                refusal=self._refusal,
+            )
+
+    def _refusal(self, why: str) -> Unavailable:
+        return Unavailable(
+            f"Redis Cluster {self.target} is {self._state.value}: {self._detail} ({why})",
+            cause=self._cause,
+        )
 
     async def _read_topology(self) -> list[_Row] | None:
         for address in [*self._up_first(), *self._known]:
@@ -343,9 +485,14 @@ class ClusterSupervisor(Observable, AsyncContextManagerMixin):
         return [a for a, n in self._nodes.items() if n.up]
 
     async def _check(self, address: str) -> tuple[bool, str]:
+        probe = self._probe(address)
+        dialing = not probe.is_open
         try:
-            latency = await self._probe(address).ping()
+            latency = await probe.ping()
         except ProbeFailed as failure:
+            if dialing:
+                cause = failure.cause.value
+                self._connect_failures[cause] = self._connect_failures.get(cause, 0) + 1
             return False, f"{failure.cause.value}: {failure.detail}"
         return True, f"PONG in {latency * 1000:.1f} ms"
 
@@ -386,6 +533,7 @@ class ClusterSupervisor(Observable, AsyncContextManagerMixin):
         previous, self._topology = self._topology, topology
         if previous is None or previous == topology:
             return
+        self.client._initialize = True  # the next command re-reads the slots first
         before = dict(previous)
         changes = [
             f"{address} now serves {slots}"
@@ -434,6 +582,15 @@ class _NodeProbe(Probe):
         if not self.is_open:
             await self.connect()
         return await super().call(*args)
+
+
+def _slot_ranges(slots: str) -> list[tuple[int, int]]:
+    """``"0-5460 5461"`` as inclusive ranges: ``[(0, 5460), (5461, 5461)]``."""
+    ranges = []
+    for part in slots.split():
+        low, _, high = part.partition("-")
+        ranges.append((int(low), int(high or low)))
+    return ranges
 
 
 def _parse_nodes(text: str) -> list[_Row]:

@@ -14,7 +14,7 @@ import anyio
 
 from supervisor.errors import Unavailable
 
-__all__ = ("Admission", "Gate")
+__all__ = ("Admission", "Gate", "SlotGate")
 
 Refusal = Callable[[str], Unavailable]
 
@@ -99,3 +99,83 @@ class Gate:
 
 def _default_refusal(why: str) -> Unavailable:
     return Unavailable(f"Redis is not available ({why})")
+
+
+class SlotGate:
+    """A cluster's admission, per hash slot: commands for the slots of a primary
+    that is down wait for its failover (or fail at once with fail_fast); commands
+    for every other slot go straight through. While no node answers at all, every
+    command waits.
+
+    ``closed`` is False while nothing is held back, so a healthy cluster's
+    commands pay one attribute read.
+    """
+
+    def __init__(self, *, max_waiters: int, fail_fast: bool) -> None:
+        self.closed = False
+        self.max_waiters = max_waiters
+        self.fail_fast = fail_fast
+        self._everything = False
+        self._refusing = False
+        self._ranges: tuple[tuple[int, int], ...] = ()
+        self._waiters = 0
+        self._changed: anyio.Event | None = None
+        self._refusal: Refusal = _default_refusal
+
+    @property
+    def waiters(self) -> int:
+        return self._waiters
+
+    def set(
+        self,
+        ranges: tuple[tuple[int, int], ...],
+        *,
+        everything: bool = False,
+        refusing: bool = False,
+        refusal: Refusal | None = None,
+    ) -> None:
+        """Hold back ``ranges`` (inclusive slot ranges), or every command; refuse
+        them at once when waiting cannot help (the supervisor is closed)."""
+        self._ranges = ranges
+        self._everything = everything or refusing
+        self._refusing = refusing
+        self.closed = self._everything or bool(ranges)
+        self._refusal = refusal or _default_refusal
+        if self._changed is not None:
+            self._changed.set()
+            self._changed = None
+
+    def holds(self, slot: int | None) -> bool:
+        """Whether a command for ``slot`` (None: no slot of its own) is held back."""
+        if self._everything:
+            return True
+        if slot is None:
+            return False
+        return any(low <= slot <= high for low, high in self._ranges)
+
+    async def wait(self, slot: int | None, deadline: float) -> None:
+        """Return once ``slot`` is served; raise ``Unavailable`` otherwise.
+        Cancellation is safe: the waiter count is restored on every path."""
+        if not self.holds(slot):
+            return
+        if self._refusing:
+            raise self._refusal("waiting cannot help")
+        if self.fail_fast:
+            raise self._refusal("offline = 'fail_fast'")
+        if self._waiters >= self.max_waiters:
+            raise self._refusal(f"{self._waiters} commands already wait (max_waiters)")
+        self._waiters += 1
+        try:
+            while self.holds(slot):
+                if self._changed is None:
+                    self._changed = anyio.Event()
+                changed = self._changed
+                remaining = deadline - anyio.current_time()
+                if remaining <= 0:
+                    raise self._refusal("command_deadline passed while waiting")
+                with anyio.move_on_after(remaining):
+                    await changed.wait()
+                if self._refusing:
+                    raise self._refusal("waiting cannot help")
+        finally:
+            self._waiters -= 1

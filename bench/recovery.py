@@ -14,6 +14,11 @@ starts on loopback, and one table prints the figures and their ratios:
   so they must reconnect; app errors and rejected connections over 3 s.
 - sentinel: the master (1 replica, 3 sentinels) is SIGKILLed under a write
   loop; the first acknowledged write on the new master after the kill.
+- cluster: 3 primaries, 3 replicas; a reader on every shard and a writer on every
+  other shard; one primary is SIGKILLed and the run goes on until its shard has
+  served 2 s again: errors on healthy shards and on the failed one, the longest
+  single command on a healthy shard, and s from the kill to the failed shard's
+  first read.
 
     python bench/recovery.py                  # every scenario
     python bench/recovery.py restart cold     # some of them
@@ -40,12 +45,13 @@ from typing import Any
 
 import redis.asyncio
 import structlog
+from redis.asyncio.cluster import RedisCluster
 from redis.asyncio.sentinel import Sentinel
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from supervisor import Supervisor, SupervisorConfig
-from supervisor.testing import BinaryServer, SentinelSetup
+from supervisor import ClusterSupervisor, Supervisor, SupervisorConfig
+from supervisor.testing import BinaryServer, ClusterSetup, SentinelSetup
 
 ROOT = str(Path(__file__).resolve().parents[1])
 CLIENTS = ("redis-py", "supervisor")
@@ -490,6 +496,86 @@ async def _sentinel_run(kind: str, setup: SentinelSetup) -> float:
     return first - killed
 
 
+# -- cluster -----------------------------------------------------------------------------
+
+
+ClusterFigures = tuple[int, int, float, float]
+"""Errors on healthy shards, errors on the failed shard, the longest command on a
+healthy shard (ms), s from the kill to the failed shard's first read."""
+
+
+async def cluster(runs: int) -> dict[str, list[ClusterFigures]]:
+    out: dict[str, list[ClusterFigures]] = {k: [] for k in CLIENTS}
+    for _ in range(runs):
+        for kind in CLIENTS:
+            setup = ClusterSetup()
+            try:
+                out[kind].append(await _cluster_run(kind, setup))
+            finally:
+                setup.close()
+    return out
+
+
+async def _cluster_run(kind: str, setup: ClusterSetup) -> ClusterFigures:
+    keys: dict[str, str] = {}
+    for i in range(200):
+        keys.setdefault(setup.primary_of(f"{{k{i}}}"), f"{{k{i}}}")
+    victim = setup.seeds[0]
+    async with contextlib.AsyncExitStack() as stack:
+        client: Any
+        if kind == "redis-py":
+            host, port = victim.split(":")
+            client = RedisCluster(host=host, port=int(port))
+            stack.push_async_callback(client.aclose)
+        else:
+            config = SupervisorConfig(cluster_nodes=tuple(setup.seeds))
+            client = (await stack.enter_async_context(ClusterSupervisor(config))).client
+        for key in keys.values():
+            await client.set(key, "v")
+        errors = {address: 0 for address in keys}
+        longest = {address: 0.0 for address in keys}
+        killed_at: float | None = None
+        back_at: float | None = None
+        stop = asyncio.Event()
+
+        async def loop(address: str, command: Callable[[], Awaitable[Any]]) -> None:
+            nonlocal back_at
+            while not stop.is_set():
+                started = time.monotonic()
+                try:
+                    await command()
+                    if address == victim and killed_at is not None and back_at is None:
+                        back_at = time.monotonic()
+                except Exception:
+                    errors[address] += 1
+                longest[address] = max(longest[address], time.monotonic() - started)
+                await asyncio.sleep(0)
+
+        tasks = []
+        for address, key in keys.items():
+            tasks.append(asyncio.create_task(loop(address, lambda k=key: client.get(k))))
+            if address != victim:
+                tasks.append(asyncio.create_task(loop(address, lambda k=key: client.set(k, "w"))))
+        await asyncio.sleep(0.5)
+        for address in longest:
+            longest[address] = 0.0
+        setup.node(victim).kill()
+        killed_at = time.monotonic()
+        for _ in range(int(BOUND / 0.05)):
+            if back_at is not None and time.monotonic() - back_at > 2.0:
+                break
+            await asyncio.sleep(0.05)
+        stop.set()
+        await asyncio.gather(*tasks)
+    healthy = [a for a in keys if a != victim]
+    return (
+        sum(errors[a] for a in healthy),
+        errors[victim],
+        max(longest[a] for a in healthy) * 1000,
+        (back_at or float("nan")) - killed_at,
+    )
+
+
 # -- the table ---------------------------------------------------------------------------
 
 
@@ -537,13 +623,24 @@ async def main(chosen: list[str]) -> None:
         rows.append(
             row("sentinel master kill: s to first write on the new master", *figures, "{:.2f}")
         )
+    if "cluster" in chosen:
+        runs = await cluster(runs=3)
+        labels = (
+            ("cluster primary kill: errors on healthy shards, total of 3 runs", sum, "{:.0f}"),
+            ("cluster: errors on the failed shard, total", sum, "{:.0f}"),
+            ("cluster: longest command on a healthy shard, ms, worst", max, "{:.0f}"),
+            ("cluster: s to the failed shard's first read, median", statistics.median, "{:.2f}"),
+        )
+        for i, (label, pick, fmt) in enumerate(labels):
+            figures = (pick([figs[i] for figs in runs[k]]) for k in CLIENTS)
+            rows.append(row(label, *figures, fmt, compare=i >= 2))
     width = max(len(r[0]) for r in rows)
     print(f"{'scenario'.ljust(width)}  {'redis-py':>10}  {'supervisor':>10}  {'ratio':>6}")
     for name, theirs, ours, q in rows:
         print(f"{name.ljust(width)}  {theirs:>10}  {ours:>10}  {q:>6}")
 
 
-SCENARIOS = ("restart", "cold", "fleet", "maxclients", "sentinel")
+SCENARIOS = ("restart", "cold", "fleet", "maxclients", "sentinel", "cluster")
 
 if __name__ == "__main__":
     if len(sys.argv) == 3 and sys.argv[1] == "--proxy":

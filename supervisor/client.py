@@ -24,9 +24,10 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import ReadOnlyError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
+from supervisor.autopipeline import Multiplexer, may_pipeline
 from supervisor.commands import READ_ONLY, command_name
 from supervisor.errors import OutcomeUnknown, SupervisorError, Unavailable, also_a
-from supervisor.losses import Loss, Watcher, describe
+from supervisor.losses import Loss, Reported, Watcher, describe
 from supervisor.pool import NotSent, SupervisedConnectionPool
 from supervisor.resend import (
     BLOCKING,
@@ -57,6 +58,7 @@ class SupervisedRedis(Redis):
     def __init__(self, *, connection_pool: Any = None, **kwargs: Any) -> None:
         super().__init__(connection_pool=connection_pool, **kwargs)
         pool = self.connection_pool
+        self._mux: Multiplexer | None = None
         self._watcher: Watcher | None = None
         self._retryable = READ_ONLY
         if isinstance(pool, SupervisedConnectionPool):
@@ -64,9 +66,13 @@ class SupervisedRedis(Redis):
             self._retryable = READ_ONLY | pool.idempotent
 
     async def execute_command(self, *args: Any, **options: Any) -> Any:
-        send: Callable[..., Awaitable[Any]] = (
-            self._send_blocking if args[0] in BLOCKING else super().execute_command
-        )
+        send: Callable[..., Awaitable[Any]]
+        if self._mux is not None and may_pipeline(args[0], options):
+            send = self._pipelined
+        elif args[0] in BLOCKING:
+            send = self._send_blocking
+        else:
+            send = super().execute_command
         try:
             return await send(*args, **options)
         except _FAILURES as exc:
@@ -76,6 +82,11 @@ class SupervisedRedis(Redis):
             return await self._recover(
                 name, name in self._retryable, lambda: send(*args, **options), exc
             )
+
+    async def _pipelined(self, *args: Any, **options: Any) -> Any:
+        mux = self._mux
+        assert mux is not None
+        return await mux.execute(self, args, options)
 
     async def _send_blocking(self, *args: Any, **options: Any) -> Any:
         """A blocking command waits its own timeout on top of ``socket_timeout``, so
@@ -130,7 +141,7 @@ class SupervisedRedis(Redis):
             error = describe(exc)
             if failure is Failure.CLAIM:
                 watcher.reply_claims(claim_of(exc), error)
-            else:
+            elif not isinstance(exc, Reported):
                 watcher.connection_lost(
                     Loss(
                         error,
@@ -141,7 +152,11 @@ class SupervisedRedis(Redis):
                     )
                 )
             if not may_resend(failure, retryable):
-                cls = also_a(OutcomeUnknown, type(exc)) if failure is Failure.TIMED_OUT else None
+                cls = (
+                    also_a(OutcomeUnknown, RedisTimeoutError)
+                    if failure is Failure.TIMED_OUT
+                    else None
+                )
                 raise (cls or OutcomeUnknown)(name, error) from exc
             try:
                 await gate.wait_open(deadline)
@@ -149,7 +164,8 @@ class SupervisedRedis(Redis):
                     raise watcher.unavailable("command_deadline passed before it went again")
             except Unavailable as refused:
                 if failure in _VERDICT_NEEDED:
-                    raise also_a(Unavailable, type(exc))(str(refused), cause=refused.cause) from exc
+                    seen = RedisTimeoutError if failure is Failure.TIMED_OUT else type(exc)
+                    raise also_a(Unavailable, seen)(str(refused), cause=refused.cause) from exc
                 raise refused from exc
             if failure in _VERDICT_NEEDED and gate.generation == generation:
                 raise exc  # the check found the target as it was: the error was this command's

@@ -100,6 +100,11 @@ class SupervisorConfig:
         idempotent_commands: extra commands that are safe to re-send after a
             lost reply (read-only commands always are).
         decode_responses: as in redis-py.
+        auto_pipeline: ``sup.client`` sends the plain commands of concurrent
+            coroutines over one shared connection, all those queued at once in one
+            write (``supervisor.autopipeline``). Blocking and transaction commands,
+            pipelines, pub/sub and ``client()`` keep the pool. Off by default;
+            RESP2 only, and not with ``cluster_nodes``.
         event_buffer: default buffer size of each subscriber.
         sentinels: ``host:port`` of Redis Sentinels; when set, the target is the
             Sentinel service ``service_name`` and ``url`` only gives the database,
@@ -139,6 +144,7 @@ class SupervisorConfig:
     server_idle_timeout: float | None = None
     idempotent_commands: tuple[str, ...] = ()
     decode_responses: bool = False
+    auto_pipeline: bool = False
     event_buffer: int = 100
     sentinels: tuple[str, ...] = ()
     service_name: str = ""
@@ -397,7 +403,7 @@ def _validate(c: SupervisorConfig) -> None:
             f"server_idle_timeout must be seconds >= 0, got {c.server_idle_timeout!r}"
         )
     _validate_sentinels(c)
-    for flag in ("tcp_keepalive", "decode_responses"):
+    for flag in ("tcp_keepalive", "decode_responses", "auto_pipeline"):
         if not isinstance(getattr(c, flag), bool):
             raise ConfigError(f"{flag} must be true or false, got {getattr(c, flag)!r}")
     if c.client_name is not None and (
@@ -408,6 +414,14 @@ def _validate(c: SupervisorConfig) -> None:
             f"got {c.client_name!r}"
         )
     _validate_redis_options(c)
+    if c.auto_pipeline and str(c.redis_options.get("protocol", 2)) not in ("2", "None"):
+        raise ConfigError(
+            "auto_pipeline speaks RESP2: drop protocol from redis_options, or auto_pipeline"
+        )
+    if c.auto_pipeline and c.cluster_nodes:
+        raise ConfigError(
+            "auto_pipeline is for a single target or a Sentinel service, not cluster_nodes"
+        )
 
 
 _URL_KEYS = {

@@ -13,7 +13,12 @@ from supervisor.causes import Cause
 from supervisor.errors import Unavailable
 from supervisor.gate import Gate
 
-__all__ = ("Loss", "Watcher", "describe")
+__all__ = ("Loss", "Reported", "Watcher", "describe")
+
+
+class Reported:
+    """Mixed into an error whose loss was reported once already, by the connection
+    it broke, for every command it failed (a multiplexed connection fails many)."""
 
 
 @dataclass(frozen=True, slots=True)

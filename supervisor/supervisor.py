@@ -22,6 +22,7 @@ from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 from redis.exceptions import RedisError
 
+from supervisor.autopipeline import Multiplexer
 from supervisor.causes import Cause, Evidence, attribute, fix_for
 from supervisor.client import SupervisedRedis
 from supervisor.config import SupervisorConfig
@@ -127,6 +128,8 @@ class Supervisor(Observable, AsyncContextManagerMixin):
             **kwargs,
         )
         self.client: SupervisedRedis = SupervisedRedis(connection_pool=self._pool)
+        self._mux = Multiplexer(self._pool) if config.auto_pipeline else None
+        self.client._mux = self._mux
         # the supervisor's own commands are ASCII: an app's ``encoding`` (utf-16...) must
         # not garble them, and their replies have their own deadline
         # (health_check_timeout), not socket_timeout; a probe built otherwise than the
@@ -248,6 +251,8 @@ class Supervisor(Observable, AsyncContextManagerMixin):
                 tg.start_soon(handle.aclose)  # bounded: health_check_timeout, then 1 s
         self._hub.close()
         await self._probe.close()  # bounded: 1 s
+        if self._mux is not None:
+            self._mux.aclose()
         await self._pool.close()  # bounded: 1 s
 
     # -- the watcher interface the pool and client use -------------------------------

@@ -1,0 +1,322 @@
+"""Auto-pipelining: the plain commands of concurrent callers share one connection.
+
+Every command queued when the connection is ready to write goes out in one write
+(at most ``MAX_BATCH_COMMANDS`` commands and about ``MAX_BATCH_BYTES`` bytes), and
+the replies, which Redis sends in order, go back to their callers in that order,
+parsed as redis-py parses them. A reply is handed over as soon as it is complete,
+so a large one holds back only what the server sent after it.
+
+Only commands that leave the connection as they found it and answer at once go
+this way (``may_pipeline``); the rest take the pool, as do pipelines, pub/sub and
+``client()``. What a failure proves is as on the pool: a lost connection fails the
+commands written on it and not answered (their replies are lost) and those not
+written yet (``NotSent``); ``SupervisedRedis`` applies the one re-send rule to
+each. A cancelled caller's command is dropped if it was not written yet; if it
+was, its reply is read and discarded, never handed to anyone else.
+
+The lanes are asyncio protocols driven by the event loop's callbacks: there is no
+background task, and ``aclose()`` closes every socket.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+from collections import deque
+from typing import Any
+
+import anyio
+import hiredis
+from redis.asyncio.connection import AbstractConnection
+from redis.client import EMPTY_RESPONSE, NEVER_DECODE
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import InvalidResponse, ResponseError
+from redis.exceptions import TimeoutError as RedisTimeoutError
+
+from supervisor.losses import Loss, Reported, Watcher, describe
+from supervisor.pool import NotSent, SupervisedConnectionPool, _not_sent
+from supervisor.resend import BLOCKING
+from supervisor.schedule import Showed
+
+__all__ = ("MAX_BATCH_BYTES", "MAX_BATCH_COMMANDS", "Multiplexer", "may_pipeline")
+
+MAX_BATCH_COMMANDS = 512
+MAX_BATCH_BYTES = 256 * 1024
+
+_SERIAL = frozenset(
+    {
+        *BLOCKING,
+        "MULTI", "EXEC", "DISCARD", "WATCH", "UNWATCH",
+        "SUBSCRIBE", "PSUBSCRIBE", "SSUBSCRIBE", "UNSUBSCRIBE", "PUNSUBSCRIBE", "SUNSUBSCRIBE",
+        "MONITOR", "SELECT", "AUTH", "HELLO", "CLIENT", "RESET", "QUIT",
+        "READONLY", "READWRITE", "ASKING", "SYNC", "PSYNC", "REPLCONF", "SHUTDOWN",
+    }
+)  # fmt: skip
+"""Commands that block, or change the state of the connection they are sent on."""
+
+
+def may_pipeline(name: Any, options: dict[str, Any]) -> bool:
+    """Whether a command may share a connection with others' commands."""
+    return (
+        type(name) is str
+        and name.isupper()
+        and name.split(" ", 1)[0] not in _SERIAL
+        and NEVER_DECODE not in options
+    )
+
+
+class _Lane(asyncio.Protocol):
+    """One multiplexed connection: writes batches, hands each reply to its caller."""
+
+    def __init__(
+        self,
+        connection: AbstractConnection,
+        generation: int,
+        timeout: float | None,
+        watcher: Watcher | None,
+    ) -> None:
+        self.connection = connection
+        self.watcher = watcher
+        self.generation = generation
+        self.timeout = timeout
+        self.open = True
+        self.error: BaseException | None = None
+        self._loop = asyncio.get_running_loop()
+        self._queue: deque[tuple[list[bytes], int, asyncio.Future[Any]]] = deque()
+        self._inflight: deque[asyncio.Future[Any]] = deque()
+        self._flush_pending = False
+        self._paused = False
+        self._oldest_sent = 0.0
+        self._timer: asyncio.TimerHandle | None = None
+        encoder = connection.encoder
+        kwargs: dict[str, Any] = {"protocolError": InvalidResponse}
+        kwargs["replyError"] = connection._parser.parse_error
+        if encoder.decode_responses:
+            kwargs["encoding"] = encoder.encoding
+            kwargs["errors"] = encoder.encoding_errors
+        self._reader = hiredis.Reader(**kwargs)
+        writer: Any = connection._writer
+        self._transport: asyncio.Transport = writer.transport
+        self._transport.set_protocol(self)
+
+    @property
+    def load(self) -> int:
+        return len(self._queue) + len(self._inflight)
+
+    def submit(self, packed: list[bytes]) -> asyncio.Future[Any]:
+        future: asyncio.Future[Any] = self._loop.create_future()
+        self._queue.append((packed, sum(map(len, packed)), future))
+        if not self._flush_pending and not self._paused:
+            self._flush_pending = True
+            self._loop.call_soon(self._flush)
+        return future
+
+    def _flush(self) -> None:
+        self._flush_pending = False
+        if not self.open or self._paused:
+            return
+        queue, inflight = self._queue, self._inflight
+        chunks: list[bytes] = []
+        size = count = 0
+        while queue and count < MAX_BATCH_COMMANDS and size < MAX_BATCH_BYTES:
+            packed, length, future = queue.popleft()
+            if future.done():  # cancelled before it was written: never sent
+                continue
+            chunks.extend(packed)
+            inflight.append(future)
+            size += length
+            count += 1
+        if not chunks:
+            return
+        if self._timer is None and self.timeout:
+            self._oldest_sent = self._loop.time()
+            self._timer = self._loop.call_at(self._oldest_sent + self.timeout, self._check_stall)
+        self._transport.writelines(chunks)
+        if queue and not self._paused:
+            self._flush_pending = True
+            self._loop.call_soon(self._flush)
+
+    def data_received(self, data: bytes) -> None:
+        reader = self._reader
+        reader.feed(data)
+        inflight = self._inflight
+        try:
+            while (reply := reader.gets()) is not False:
+                future = inflight.popleft()
+                if not future.done():
+                    future.set_result(reply)
+        except (InvalidResponse, IndexError) as exc:  # garbage, or a reply nobody asked for
+            self.fail(_Lost(f"protocol error on a multiplexed connection: {exc}"))
+            return
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+            if inflight and self.timeout:
+                self._oldest_sent = self._loop.time()
+                self._timer = self._loop.call_at(
+                    self._oldest_sent + self.timeout, self._check_stall
+                )
+
+    def _check_stall(self) -> None:
+        """No reply within ``socket_timeout``: as redis-py, the connection is given up."""
+        self._timer = None
+        if self._inflight:
+            self.fail(_Stalled("Timeout reading from socket"))
+
+    def pause_writing(self) -> None:
+        self._paused = True
+
+    def resume_writing(self) -> None:
+        self._paused = False
+        if self._queue and not self._flush_pending:
+            self._flush_pending = True
+            self._loop.call_soon(self._flush)
+
+    def eof_received(self) -> bool:
+        return False
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.fail(_Lost("Connection closed by server."))
+
+    def fail(self, error: BaseException) -> None:
+        """Close the lane: commands written and not answered get ``error`` (their
+        replies are lost); commands not written yet get ``NotSent``. The loss is
+        reported once, for all of them."""
+        if not self.open:
+            return
+        self.open = False
+        self.error = error
+        if self.watcher is not None and isinstance(error, Reported):
+            self.watcher.connection_lost(
+                Loss(
+                    describe(error),
+                    None,
+                    command_failed=bool(self._inflight or self._queue),
+                    stalled=isinstance(error, RedisTimeoutError),
+                )
+            )
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        self._transport.abort()
+        inflight, self._inflight = self._inflight, deque()
+        for future in inflight:
+            if not future.done():
+                future.set_exception(error)
+        queue, self._queue = self._queue, deque()
+        unsent = _unsent(f"not written before the connection closed ({error})")
+        for _, _, future in queue:
+            if not future.done():
+                future.set_exception(unsent)
+
+    def close(self) -> None:
+        self.fail(RedisConnectionError("the supervisor closed the connection"))
+
+
+class Multiplexer:
+    """The connection(s) ``sup.client`` shares among concurrent callers when
+    ``auto_pipeline`` is on. Opened on first use, after every outage in a new
+    generation (as pooled connections), and never while the gate is closed."""
+
+    def __init__(self, pool: SupervisedConnectionPool, *, lanes: int = 1) -> None:
+        self._pool = pool
+        self._watcher = pool._watcher
+        self._gate = pool._watcher.gate
+        self._lanes: list[_Lane | None] = [None] * lanes
+        self._opening: list[asyncio.Future[_Lane] | None] = [None] * lanes
+        self._next = 0
+        self._closed = False
+
+    async def execute(self, client: Any, args: tuple[Any, ...], options: dict[str, Any]) -> Any:
+        gate = self._gate
+        if not gate.is_open:
+            await gate.wait_open(anyio.current_time() + self._watcher.command_deadline)
+        lane = self._lanes[self._next]
+        if lane is None or not lane.open or lane.generation != self._gate.generation:
+            lane = await self._lane(self._next)
+        if len(self._lanes) > 1:
+            self._next = (self._next + 1) % len(self._lanes)
+        packed = lane.connection.pack_command(*args)
+        future = lane.submit(packed)
+        try:
+            response = await future
+        except ResponseError:
+            if EMPTY_RESPONSE in options:
+                return options[EMPTY_RESPONSE]
+            raise
+        if isinstance(response, ResponseError):
+            if EMPTY_RESPONSE in options:
+                return options[EMPTY_RESPONSE]
+            raise response
+        name = args[0]
+        callback = client.response_callbacks.get(name)
+        if callback is None:
+            return response
+        if options:
+            options = {k: v for k, v in options.items() if k not in (EMPTY_RESPONSE, "keys")}
+        value = callback(response, **options)
+        return await value if inspect.isawaitable(value) else value
+
+    async def _lane(self, index: int) -> _Lane:
+        """The open lane at ``index``: one caller opens it, the others wait for it."""
+        opening = self._opening[index]
+        if opening is not None:
+            return await asyncio.shield(opening)
+        if self._closed:
+            raise _unsent("the supervisor is closed")
+        old = self._lanes[index]
+        if old is not None:
+            old.close()
+            self._lanes[index] = None
+        opening = self._opening[index] = asyncio.get_running_loop().create_future()
+        try:
+            lane = await self._open()
+        except BaseException as exc:
+            failed = exc if isinstance(exc, Exception) else _unsent("its opener was cancelled")
+            opening.set_exception(failed)
+            opening.exception()  # retrieved: waiters get it, nobody else needs to
+            raise
+        finally:
+            self._opening[index] = None
+        if self._closed:
+            lane.close()
+            raise _unsent("the supervisor is closed")
+        self._lanes[index] = lane
+        opening.set_result(lane)
+        return lane
+
+    async def _open(self) -> _Lane:
+        generation = self._gate.generation
+        connection: Any = self._pool.make_connection()  # type: ignore[no-untyped-call]
+        try:
+            await connection.connect()
+        except (RedisConnectionError, RedisTimeoutError, OSError) as exc:
+            await connection.disconnect()
+            raise _not_sent(exc) from exc
+        except BaseException:
+            await connection.disconnect()
+            raise
+        return _Lane(connection, generation, connection.socket_timeout, self._watcher)
+
+    def aclose(self) -> None:
+        """Close every lane: their callers get the errors a lost connection gives."""
+        self._closed = True
+        for lane in self._lanes:
+            if lane is not None:
+                lane.close()
+
+
+class _Lost(Reported, RedisConnectionError):
+    pass
+
+
+class _Stalled(Reported, RedisTimeoutError):
+    pass
+
+
+class _Unsent(Reported, NotSent):
+    pass
+
+
+def _unsent(why: str) -> NotSent:
+    return _Unsent(why, showed=Showed.REFUSED)

@@ -199,6 +199,7 @@ class _Lane(asyncio.Protocol):
             self._timer.cancel()
             self._timer = None
         self._transport.abort()
+        self.connection._close()
         inflight, self._inflight = self._inflight, deque()
         for future in inflight:
             if not future.done():
@@ -238,14 +239,9 @@ class Multiplexer:
             self._next = (self._next + 1) % len(self._lanes)
         packed = lane.connection.pack_command(*args)
         future = lane.submit(packed)
-        try:
-            response = await future
-        except ResponseError:
-            if EMPTY_RESPONSE in options:
-                return options[EMPTY_RESPONSE]
-            raise
-        if isinstance(response, ResponseError):
-            if EMPTY_RESPONSE in options:
+        response = await future
+        if isinstance(response, Exception):  # an error reply, typed as redis-py types it
+            if EMPTY_RESPONSE in options and isinstance(response, ResponseError):
                 return options[EMPTY_RESPONSE]
             raise response
         name = args[0]

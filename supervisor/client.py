@@ -67,7 +67,7 @@ class SupervisedRedis(Redis):
 
     async def execute_command(self, *args: Any, **options: Any) -> Any:
         send: Callable[..., Awaitable[Any]]
-        if self._mux is not None and may_pipeline(args[0], options):
+        if self._mux is not None and self.connection is None and may_pipeline(args[0], options):
             send = self._pipelined
         elif args[0] in BLOCKING:
             send = self._send_blocking

@@ -297,7 +297,9 @@ async def test_a_node_that_left_the_cluster_leaves_nodes_health_and_metrics(held
             if f"127.0.0.1:{node.port}" != replica:
                 with node.admin() as admin:
                     admin.execute_command("CLUSTER", "FORGET", node_id)
-        await poll(lambda: replica not in sup.nodes, f"{replica} to leave sup.nodes", sup.nodes.keys)
+        await poll(
+            lambda: replica not in sup.nodes, f"{replica} to leave sup.nodes", sup.nodes.keys
+        )
         _, body = health_response({"cache": sup})
         assert replica not in body["targets"]["cache"]["nodes"]
         assert replica not in Metrics({"cache": sup}).render().decode()

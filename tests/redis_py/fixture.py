@@ -11,6 +11,7 @@ otherwise, as an application moving from redis-py would set them.
 from __future__ import annotations
 
 import asyncio
+import os
 from typing import Any
 
 import pytest_asyncio
@@ -31,6 +32,11 @@ _CONFIG_KEYS = {
 def _config(url: str, kwargs: dict[str, Any]) -> SupervisorConfig:
     options = dict(kwargs)
     keys = {k: options.pop(k) for k in list(options) if k in _CONFIG_KEYS}
+    # the auto-pipelined side (run.py); auto_pipeline speaks RESP2 only, so the suite's
+    # RESP3 runs keep the pool there
+    auto = os.environ.get("SUPERVISOR_AUTO_PIPELINE") == "1"
+    if auto and str(options.get("protocol", 2)) in ("2", "None"):
+        keys["auto_pipeline"] = True
     return SupervisorConfig(url=url, redis_options=options, **keys)
 
 

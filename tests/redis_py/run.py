@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import hashlib
+import os
 import shutil
 import subprocess
 import sys
@@ -83,7 +84,7 @@ def prepare(root: Path, side: Path, supervised: bool) -> None:
         )
 
 
-def start(side: Path, url: str, modules: list[str]) -> subprocess.Popen[bytes]:
+def start(side: Path, url: str, modules: list[str], env: dict[str, str]) -> subprocess.Popen[bytes]:
     files = [f"tests/test_asyncio/test_{m}.py" for m in modules]
     log = (side / "pytest.log").open("wb")
     return subprocess.Popen(
@@ -93,6 +94,7 @@ def start(side: Path, url: str, modules: list[str]) -> subprocess.Popen[bytes]:
             *(f"--timeout={PYTEST_TIMEOUT}", "-o", "addopts=", *files),
         ],
         cwd=side,
+        env={**os.environ, **env},
         stdout=log,
         stderr=subprocess.STDOUT,
     )
@@ -113,14 +115,14 @@ def module_of(test_id: str) -> str:
     return test_id.split("::")[0].split(".")[2].removeprefix("test_")
 
 
-def report(plain: dict[str, str], supervised: dict[str, str]) -> list[str]:
+def report(plain: dict[str, str], supervised: dict[str, str], label: str) -> list[str]:
     counts: Counter[tuple[str, str, str]] = Counter()
     for side, results in (("plain", plain), ("sup", supervised)):
         for test_id, status in results.items():
             counts[module_of(test_id), side, status] += 1
     kinds = ("passed", "failed", "error", "skipped")
     print(f"{'module':<24}" + "".join(f"{'plain ' + k:>15}" for k in kinds), end="")
-    print("".join(f"{'sup ' + k:>13}" for k in kinds))
+    print("".join(f"{label + ' ' + k:>13}" for k in kinds))
     for module in sorted({m for m, _, _ in counts}):
         print(f"{module:<24}" + "".join(f"{counts[module, 'plain', k]:>15}" for k in kinds), end="")
         print("".join(f"{counts[module, 'sup', k]:>13}" for k in kinds))
@@ -142,15 +144,16 @@ def main() -> int:
     work.mkdir(parents=True, exist_ok=True)
     modules = [m for m in args.modules.split(",") if m]
     root = fetch(work)
-    sides = {"plain": work / "plain", "sup": work / "supervised"}
+    sides = {"plain": work / "plain", "sup": work / "supervised", "auto": work / "auto"}
     for name, side in sides.items():
-        prepare(root, side, supervised=name == "sup")
+        prepare(root, side, supervised=name != "plain")
     servers = {name: BinaryServer() for name in sides}
     running: dict[str, subprocess.Popen[bytes]] = {}
     try:
         for name, server in servers.items():
             server.start()
-            running[name] = start(sides[name], server.url, modules)
+            env = {"SUPERVISOR_AUTO_PIPELINE": "1"} if name == "auto" else {}
+            running[name] = start(sides[name], server.url, modules, env)
         for proc in running.values():
             # pytest's own per-test timeout ends a hang; this bounds the rest
             proc.wait(timeout=900)
@@ -164,20 +167,23 @@ def main() -> int:
         tail = (side / "pytest.log").read_text(errors="replace").strip().splitlines()[-1:]
         print(f"{name}: {' '.join(tail)}")
     plain = outcomes(sides["plain"] / "junit.xml")
-    supervised = outcomes(sides["sup"] / "junit.xml")
-    regressions = report(plain, supervised)
     passed = sum(status == "passed" for status in plain.values())
     if passed < MIN_PLAIN_PASSED and modules == MODULES:
         print(f"plain redis-py passed only {passed} tests: the run is broken")
         return 1
-    for test_id in regressions:
-        print(f"REGRESSION {supervised.get(test_id, 'missing'):>8}  {test_id}")
-    if regressions:
-        print(f"{len(regressions)} tests pass on plain redis-py and not on sup.client")
-        print(f"details: {sides['sup'] / 'pytest.log'}")
-        return 1
-    print("every test that passes on plain redis-py passes on sup.client")
-    return 0
+    failed = False
+    for name, what in (("sup", "sup.client"), ("auto", "sup.client with auto_pipeline")):
+        supervised = outcomes(sides[name] / "junit.xml")
+        regressions = report(plain, supervised, name)
+        for test_id in regressions:
+            print(f"REGRESSION {name} {supervised.get(test_id, 'missing'):>8}  {test_id}")
+        if regressions:
+            print(f"{len(regressions)} tests pass on plain redis-py and not on {what}")
+            print(f"details: {sides[name] / 'pytest.log'}")
+            failed = True
+        else:
+            print(f"every test that passes on plain redis-py passes on {what}")
+    return 1 if failed else 0
 
 
 if __name__ == "__main__":

@@ -21,6 +21,7 @@ background task, and ``aclose()`` closes every socket.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import inspect
 from collections import deque
 from typing import Any
@@ -86,6 +87,7 @@ class _Lane(asyncio.Protocol):
         self._inflight: deque[asyncio.Future[Any]] = deque()
         self._flush_pending = False
         self._paused = False
+        self.last_used = self._loop.time()
         self._oldest_sent = 0.0
         self._timer: asyncio.TimerHandle | None = None
         encoder = connection.encoder
@@ -128,8 +130,9 @@ class _Lane(asyncio.Protocol):
             count += 1
         if not chunks:
             return
+        self.last_used = now = self._loop.time()
         if self._timer is None and self.timeout:
-            self._oldest_sent = self._loop.time()
+            self._oldest_sent = now
             self._timer = self._loop.call_at(self._oldest_sent + self.timeout, self._check_stall)
         self._transport.writelines(chunks)
         if queue and not self._paused:
@@ -293,6 +296,21 @@ class Multiplexer:
             await connection.disconnect()
             raise
         return _Lane(connection, generation, connection.socket_timeout, self._watcher)
+
+    async def refresh_idle(self, idle_for: float) -> None:
+        """PING every lane idle for ``idle_for`` seconds, so the server's idle
+        ``timeout`` never closes it (as the pool's connections); a lane that fails
+        is closed, and the next command opens another."""
+        now = asyncio.get_running_loop().time()
+        for lane in self._lanes:
+            if (
+                lane is not None
+                and lane.open
+                and not lane.load
+                and now - lane.last_used >= idle_for
+            ):
+                with contextlib.suppress(RedisConnectionError, RedisTimeoutError):
+                    await lane.submit(lane.connection.pack_command("PING"))
 
     def aclose(self) -> None:
         """Close every lane: their callers get the errors a lost connection gives."""

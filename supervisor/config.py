@@ -414,9 +414,11 @@ def _validate(c: SupervisorConfig) -> None:
             f"got {c.client_name!r}"
         )
     _validate_redis_options(c)
-    if c.auto_pipeline and str(c.redis_options.get("protocol", 2)) not in ("2", "None"):
+    protocols = (c.redis_options.get("protocol"), dict(parse_url(c.url)).get("protocol"))
+    if c.auto_pipeline and any(str(p) not in ("2", "None") for p in protocols):
         raise ConfigError(
-            "auto_pipeline speaks RESP2: drop protocol from redis_options, or auto_pipeline"
+            "auto_pipeline speaks RESP2: drop protocol from redis_options and the url, "
+            "or auto_pipeline"
         )
     if c.auto_pipeline and c.cluster_nodes:
         raise ConfigError(

@@ -512,6 +512,9 @@ class Supervisor(Observable, AsyncContextManagerMixin):
         self._healthy(facts, failed_before)
         refresh_after = (facts.idle_timeout or 0) / 3 or float("inf")
         await self._pool.refresh_idle(refresh_after, self.config.health_check_timeout)
+        if self._mux is not None:
+            with anyio.move_on_after(self.config.health_check_timeout):
+                await self._mux.refresh_idle(refresh_after)
 
     async def _verify(self) -> None:
         """A command failed: one PING says whether the server still answers (a LOADING

@@ -172,5 +172,7 @@ async def test_commands_that_need_a_connection_of_their_own_keep_the_pool(shared
 def test_auto_pipeline_refuses_resp3_and_clusters():
     with pytest.raises(ConfigError, match="RESP2"):
         SupervisorConfig(auto_pipeline=True, redis_options={"protocol": 3})
+    with pytest.raises(ConfigError, match="RESP2"):
+        SupervisorConfig(auto_pipeline=True, url="redis://127.0.0.1:6379/0?protocol=3")
     with pytest.raises(ConfigError, match="cluster_nodes"):
         SupervisorConfig(auto_pipeline=True, cluster_nodes=("127.0.0.1:7000",))

@@ -73,11 +73,13 @@ async def test_restart_under_load_no_read_fails(server, supervise):
     assert errors == []
 
 
-async def test_idle_timeout_is_prevented(server, supervise):
+@pytest.mark.parametrize("auto_pipeline", [False, True], ids=["pooled", "auto_pipeline"])
+async def test_idle_timeout_is_prevented(server, supervise, auto_pipeline):
     """CONFIG SET timeout 1, idle 2.5 s, then 10 concurrent GETs: no error, and no
-    pooled connection was closed by the server for idleness."""
+    connection (pooled, or shared by auto_pipeline) was closed by the server for
+    idleness."""
     admin = server.admin()
-    async with supervise(server.url) as sup:
+    async with supervise(server.url, auto_pipeline=auto_pipeline) as sup:
         await sup.wait_for(READY, timeout=5)
         async with anyio.create_task_group() as tg:
             for _ in range(10):

@@ -23,6 +23,7 @@ Three redis-py 8.1 behaviours are mended here, at their own depth:
 
 from __future__ import annotations
 
+import random
 import time
 from collections.abc import AsyncGenerator
 from contextlib import asynccontextmanager
@@ -63,6 +64,10 @@ from supervisor.state import ConnectionState
 from supervisor.supervisor import SupervisorStatistics
 
 __all__ = ("ClusterNodeState", "ClusterSupervisor", "SupervisedRedisCluster")
+
+_FAILOVER_POLL = 0.05
+"""Seconds between rounds while a primary is down: one ``CLUSTER NODES`` and a PING
+per node, for the second or two a failover takes."""
 
 _RECOVERABLE = (
     RedisConnectionError,
@@ -165,7 +170,10 @@ class SupervisedRedisCluster(RedisCluster):
         await super().aclose()
 
     async def _shutdown(self) -> None:
+        """Close every node's connections. redis-py's ``aclose()`` closes nothing while
+        a topology refresh is pending (``_initialize``), which is often the case here."""
         self._supervised = False
+        self._initialize = False
         await self.aclose()
 
     async def execute_command(self, *args: Any, **kwargs: Any) -> Any:
@@ -379,14 +387,23 @@ class ClusterSupervisor(Observable, AsyncContextManagerMixin):
                 self._round_done = None
             wake = self._wake
             assert wake is not None
-            if self._state is ConnectionState.READY:
-                self._backoff.reset()
-                pause = self.config.health_check_interval
-            else:  # as the single target's prober: back soon, never in lockstep
-                pause = min(self._backoff.next_delay(), self.config.health_check_interval)
+            pause = self._pause()
             with anyio.move_on_after(pause):
                 await wake.wait()
             self._wake = anyio.Event()
+
+    def _pause(self) -> float:
+        """Every ``health_check_interval`` while READY. While a primary is down, every
+        ``_FAILOVER_POLL``: its slots are held until a round sees them served, and a
+        failover should end the wait when it ends, not a round later. While no node
+        answers, as the single target's prober: growing, jittered, never in lockstep."""
+        interval = self.config.health_check_interval
+        if self._state is ConnectionState.READY:
+            self._backoff.reset()
+            return interval
+        if self._state is ConnectionState.UNHEALTHY:
+            return min(_FAILOVER_POLL * random.uniform(0.8, 1.0), interval)
+        return min(self._backoff.next_delay(), interval)
 
     async def _round(self) -> None:
         rows = await self._read_topology()

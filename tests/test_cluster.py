@@ -289,6 +289,11 @@ async def test_a_node_that_left_the_cluster_leaves_nodes_health_and_metrics(held
     config = SupervisorConfig(cluster_nodes=tuple(cluster.seeds), health_check_interval=0.2)
     async with ClusterSupervisor(config) as sup:
         await sup.wait_for(READY, timeout=10)
+        await poll(
+            lambda: any(n.role == "replica" for n in sup.nodes.values()),
+            "a replica in sup.nodes",
+            sup.nodes.values,
+        )
         replica = next(a for a, n in sup.nodes.items() if n.role == "replica")
         with cluster.node(replica).admin() as admin:
             node_id = admin.execute_command("CLUSTER", "MYID")

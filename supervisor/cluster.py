@@ -29,12 +29,13 @@ from collections.abc import AsyncGenerator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import Any, Self, final
+from urllib.parse import urlsplit
 
 import anyio
 from anyio import AsyncContextManagerMixin
 from redis._parsers import AsyncCommandsParser
 from redis.asyncio.cluster import ClusterNode, NodesManager, RedisCluster
-from redis.asyncio.connection import Connection
+from redis.asyncio.connection import Connection, SSLConnection
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 from redis.exceptions import (
@@ -273,10 +274,15 @@ class ClusterSupervisor(Observable, AsyncContextManagerMixin):
         kwargs.pop("connection_class", None)
         self._node_kwargs = {k: v for k, v in kwargs.items() if k not in ("host", "port", "db")}
         auth = {k: kwargs[k] for k in ("username", "password") if kwargs.get(k)}
+        # rediss://: TLS on every connection, the client's and the probes' alike
+        self._tls = urlsplit(config.url).scheme == "rediss"
+        tls = {k: v for k, v in kwargs.items() if k.startswith("ssl_")} if self._tls else {}
         self.client = SupervisedRedisCluster(
             owner=self,
             idempotent=frozenset(config.idempotent_commands),
-            startup_nodes=[_Node(*parse_address(a)) for a in config.cluster_nodes],
+            startup_nodes=[ClusterNode(*parse_address(a)) for a in config.cluster_nodes],
+            ssl=self._tls,
+            **tls,
             retry=Retry(NoBackoff(), 0),
             max_connections=config.max_connections,
             socket_timeout=config.socket_timeout,
@@ -286,6 +292,7 @@ class ClusterSupervisor(Observable, AsyncContextManagerMixin):
             **auth,
         )
         self._known = list(config.cluster_nodes)
+        self._unanswered = ""
         self._probes: dict[str, Probe] = {}
         self._nodes: dict[str, ClusterNodeState] = {}
         self._topology: tuple[tuple[str, str], ...] | None = None
@@ -411,7 +418,8 @@ class ClusterSupervisor(Observable, AsyncContextManagerMixin):
             self._transition(
                 ConnectionState.RECONNECTING,
                 Cause.NETWORK,
-                f"no cluster node answers (tried {', '.join(self._known)})",
+                f"no cluster node answers (tried {', '.join(self._known)}; "
+                f"last: {self._unanswered})",
             )
             return
         self._follow_topology(rows)
@@ -479,10 +487,13 @@ class ClusterSupervisor(Observable, AsyncContextManagerMixin):
         )
 
     async def _read_topology(self) -> list[_Row] | None:
+        """``CLUSTER NODES`` from the first node that answers; None when none does
+        (``_unanswered`` then says what the last one did)."""
         for address in [*self._up_first(), *self._known]:
             try:
                 raw = await self._probe(address).call("CLUSTER", "NODES")
-            except ProbeFailed:
+            except ProbeFailed as failure:
+                self._unanswered = f"{failure.cause.value}: {failure.detail}"
                 continue
             rows = _parse_nodes(raw.decode() if isinstance(raw, bytes) else str(raw))
             self._known = [r.address for r in rows]
@@ -518,7 +529,7 @@ class ClusterSupervisor(Observable, AsyncContextManagerMixin):
         if probe is None:
             host, port = parse_address(address)
             probe = self._probes[address] = _NodeProbe(
-                Connection,
+                SSLConnection if self._tls else Connection,
                 {**self._node_kwargs, "host": host, "port": port, "protocol": 2},
                 timeout=self.config.health_check_timeout,
                 connect_timeout=self.config.socket_connect_timeout,

@@ -115,7 +115,8 @@ class SupervisorConfig:
             as redis-py's ``sentinel_kwargs``. The password never shows in a repr.
         cluster_nodes: ``host:port`` seed nodes of a Redis Cluster; when set, the
             target is the cluster (use ``ClusterSupervisor``) and ``url`` only gives
-            the credentials (``rediss://`` is refused: no TLS to cluster nodes yet).
+            the credentials and TLS (``rediss://``: every node connection, the
+            health checks' too, uses TLS with the url's ``ssl_*`` options).
         redis_options: keyword arguments passed untouched to every redis-py
             connection (``encoding``, ``encoding_errors``, ``protocol``,
             ``health_check_interval``, ``credential_provider``, ``driver_info``...).
@@ -545,12 +546,6 @@ def _validate_sentinels(c: SupervisorConfig) -> None:
     if c.role not in ("master", "replica"):
         raise ConfigError(f"role must be 'master' or 'replica', got {c.role!r}")
     _validate_addresses("cluster_nodes", c.cluster_nodes)
-    if c.cluster_nodes and urlsplit(c.url).scheme == "rediss":
-        raise ConfigError(
-            "cluster_nodes with a rediss:// url: TLS to cluster nodes is not supported yet, "
-            "and the supervisor will not fall back to plain TCP; use a redis:// url on a "
-            "trusted network, or a TLS-terminating proxy in front of the nodes"
-        )
     if not c.sentinels:
         if c.service_name:
             raise ConfigError("service_name is set but sentinels is empty; list the sentinels")

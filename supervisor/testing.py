@@ -16,7 +16,7 @@ import subprocess
 import tempfile
 import time
 from pathlib import Path
-from typing import Protocol
+from typing import Any, Protocol
 
 import redis
 
@@ -38,10 +38,59 @@ class RedisServer(Protocol):
     def close(self) -> None: ...
 
 
-def _admin(host: str, port: int, password: str | None) -> redis.Redis:
+class TLSFiles:
+    """A throwaway CA and a certificate for 127.0.0.1 it signed, made with ``openssl``:
+    for servers that speak TLS only (``BinaryServer(tls=...)``)."""
+
+    def __init__(self) -> None:
+        openssl = shutil.which("openssl")
+        if openssl is None:
+            raise RuntimeError("openssl is not installed (Debian: openssl)")
+        self.directory = tempfile.mkdtemp(prefix="supervisor-tls-")
+        d = Path(self.directory)
+        self.ca, self.cert, self.key = (
+            str(d / "ca.crt"),
+            str(d / "server.crt"),
+            str(d / "server.key"),
+        )
+        (d / "san.ext").write_text("subjectAltName=IP:127.0.0.1,DNS:localhost\n")
+        ca_key, csr = str(d / "ca.key"), str(d / "server.csr")
+        ca_subj = ("-sha256", "-subj", "/CN=supervisor test CA")
+        signed = (
+            "-CAcreateserial",
+            "-days",
+            "2",
+            "-out",
+            self.cert,
+            "-extfile",
+            str(d / "san.ext"),
+        )
+        for args in (
+            ("genrsa", "-out", ca_key, "2048"),
+            ("req", "-x509", "-new", "-key", ca_key, "-days", "2", "-out", self.ca, *ca_subj),
+            ("genrsa", "-out", self.key, "2048"),
+            ("req", "-new", "-key", self.key, "-subj", "/CN=127.0.0.1", "-out", csr),
+            ("x509", "-req", "-in", csr, "-CA", self.ca, "-CAkey", ca_key, *signed),
+        ):
+            subprocess.run([openssl, *args], check=True, capture_output=True, timeout=BOUND)
+
+    def server_args(self, port: int) -> list[str]:
+        """TLS only: no plain-TCP listener at all."""
+        return [
+            *("--port", "0", "--tls-port", str(port)),
+            *("--tls-cert-file", self.cert, "--tls-key-file", self.key),
+            *("--tls-ca-cert-file", self.ca, "--tls-auth-clients", "no"),
+        ]
+
+    def close(self) -> None:
+        shutil.rmtree(self.directory, ignore_errors=True)
+
+
+def _admin(host: str, port: int, password: str | None, tls: TLSFiles | None = None) -> redis.Redis:
     """A plain synchronous client for a test to inspect and reconfigure a server."""
+    secure: dict[str, Any] = {"ssl": True, "ssl_ca_certs": tls.ca} if tls else {}
     return redis.Redis(
-        host=host, port=port, password=password, socket_timeout=5, decode_responses=True
+        host=host, port=port, password=password, socket_timeout=5, decode_responses=True, **secure
     )
 
 
@@ -60,6 +109,7 @@ def wait_ping(
     port: int,
     password: str | None = None,
     ours: subprocess.Popen[bytes] | None = None,
+    tls: TLSFiles | None = None,
 ) -> None:
     """Until the server answers PING. With ``ours``, also that it is that process:
     ``PortTaken`` when it exited or another process answers on the port."""
@@ -69,7 +119,7 @@ def wait_ping(
         if ours is not None and ours.poll() is not None:
             raise PortTaken(f"redis-server on port {port} exited ({ours.returncode})")
         try:
-            with _admin(host, port, password) as r:
+            with _admin(host, port, password, tls) as r:
                 r.ping()
                 pid = int(r.info("server")["process_id"])
         except redis.exceptions.BusyLoadingError:
@@ -91,10 +141,16 @@ def wait_ping(
 class BinaryServer:
     """``redis-server`` on 127.0.0.1, restartable on the same port."""
 
-    def __init__(self, *extra: str, password: str | None = None, binary: str | None = None) -> None:
+    def __init__(
+        self,
+        *extra: str,
+        password: str | None = None,
+        binary: str | None = None,
+        tls: TLSFiles | None = None,
+    ) -> None:
         """``binary``: another server build (a newer Redis, Valkey); by default
         ``$SUPERVISOR_REDIS_SERVER``, else redis-server on PATH (so the whole suite runs
-        on another server with one variable)."""
+        on another server with one variable). ``tls``: TLS only, with those files."""
         binary = binary or os.environ.get("SUPERVISOR_REDIS_SERVER") or shutil.which("redis-server")
         if binary is None:
             raise RuntimeError(
@@ -105,6 +161,7 @@ class BinaryServer:
         self.host = "127.0.0.1"
         self.port = free_port()
         self.password = password
+        self.tls = tls
         self._dir = tempfile.mkdtemp(prefix="supervisor-redis-")
         self._extra = list(extra)
         self._proc: subprocess.Popen[bytes] | None = None
@@ -112,7 +169,8 @@ class BinaryServer:
     @property
     def url(self) -> str:
         auth = f":{self.password}@" if self.password else ""
-        return f"redis://{auth}{self.host}:{self.port}/0"
+        scheme = "rediss" if self.tls else "redis"
+        return f"{scheme}://{auth}{self.host}:{self.port}/0"
 
     def start(self, *, wait: bool = True) -> None:
         """Start the server; with ``wait``, return once it answers and is ours.
@@ -126,7 +184,7 @@ class BinaryServer:
             if not wait:
                 return
             try:
-                wait_ping(self.host, self.port, self.password, ours=self._proc)
+                wait_ping(self.host, self.port, self.password, ours=self._proc, tls=self.tls)
                 return
             except PortTaken:
                 self.kill()
@@ -160,6 +218,8 @@ class BinaryServer:
             "local",
             *self._extra,
         ]
+        if self.tls:
+            args[1:3] = self.tls.server_args(self.port)
         if self.password:
             args += ["--requirepass", self.password]
         return args
@@ -190,7 +250,7 @@ class BinaryServer:
         self.start()
 
     def admin(self) -> redis.Redis:
-        return _admin(self.host, self.port, self.password)
+        return _admin(self.host, self.port, self.password, self.tls)
 
     def close(self) -> None:
         if self._proc is not None and self._proc.poll() is None:
@@ -427,8 +487,8 @@ def _cluster_port() -> int:
 class ClusterNode(BinaryServer):
     """A cluster-enabled ``redis-server`` whose bus port (port + 10000) is free too."""
 
-    def __init__(self, *extra: str) -> None:
-        super().__init__(*extra)
+    def __init__(self, *extra: str, tls: TLSFiles | None = None) -> None:
+        super().__init__(*extra, tls=tls)
         self.port = _cluster_port()
 
     def _pick_port(self) -> int:
@@ -438,8 +498,13 @@ class ClusterNode(BinaryServer):
 class ClusterSetup:
     """A Redis Cluster of 3 primaries and 3 replicas on loopback (binary backend only)."""
 
-    def __init__(self, *, node_timeout_ms: int = 1000, full_coverage: bool = True) -> None:
+    def __init__(
+        self, *, node_timeout_ms: int = 1000, full_coverage: bool = True, tls: bool = False
+    ) -> None:
+        """``tls``: every node listens on TLS only, the cluster bus and replication
+        included; ``self.tls.ca`` is the CA clients trust."""
         self.nodes: list[ClusterNode] = []
+        self.tls = TLSFiles() if tls else None
         try:
             self._start(node_timeout_ms, full_coverage)
         except BaseException:
@@ -459,6 +524,8 @@ class ClusterSetup:
                 "yes" if full_coverage else "no",
                 "--repl-diskless-sync-delay",
                 "0",
+                *(("--tls-cluster", "yes", "--tls-replication", "yes") if self.tls else ()),
+                tls=self.tls,
             )
             for _ in range(6)
         ]
@@ -476,6 +543,7 @@ class ClusterSetup:
                 "--cluster-replicas",
                 "1",
                 "--cluster-yes",
+                *(("--tls", "--cacert", self.tls.ca) if self.tls else ()),
             ],
             check=True,
             stdout=subprocess.DEVNULL,
@@ -522,3 +590,5 @@ class ClusterSetup:
     def close(self) -> None:
         for node in self.nodes:
             node.close()
+        if self.tls is not None:
+            self.tls.close()

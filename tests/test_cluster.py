@@ -310,6 +310,42 @@ async def test_a_node_that_left_the_cluster_leaves_nodes_health_and_metrics(held
         assert replica not in Metrics({"cache": sup}).render().decode()
 
 
+async def test_a_tls_cluster_is_supervised_over_tls_only():
+    """Nodes that listen on TLS only (no plain port; bus and replication on TLS too):
+    with a rediss:// url the health checks and the commands reach every node over
+    TLS. A client that does not trust the nodes' CA is refused by the check, which
+    names the certificate, and no command goes out in plain TCP."""
+    setup = ClusterSetup(tls=True)
+    try:
+        assert setup.tls is not None
+        url = "rediss://127.0.0.1:6379/0"
+        trusted = SupervisorConfig(
+            url=url,
+            cluster_nodes=tuple(setup.seeds),
+            redis_options={"ssl_ca_certs": setup.tls.ca},
+            health_check_interval=0.2,
+        )
+        async with ClusterSupervisor(trusted) as sup:
+            await sup.wait_for(READY, timeout=10)
+            assert len(sup.nodes) == 6 and all(n.up for n in sup.nodes.values())
+            for key in keys_by_shard(setup).values():
+                await sup.client.set(key, "over tls")
+                assert await sup.client.get(key) == b"over tls"
+        untrusted = SupervisorConfig(
+            url=url,
+            cluster_nodes=tuple(setup.seeds),
+            health_check_interval=0.2,
+            offline="fail_fast",
+        )
+        async with ClusterSupervisor(untrusted) as sup:
+            await sup.wait_for(ConnectionState.RECONNECTING, timeout=10)
+            assert "certificate verify failed" in sup.detail, sup.detail
+            with pytest.raises(Unavailable, match="certificate verify failed"):
+                await sup.client.get("never sent")
+    finally:
+        setup.close()
+
+
 async def test_primary_killed_other_shards_never_fail(cluster, tmp_path):
     """SIGKILL one primary under load: reads and writes on the other shards never fail,
     reads on the failed shard wait through the failover, the node is reported down, the

@@ -253,10 +253,3 @@ def test_no_client_name_and_no_socket_timeout(tmp_path):
     )
     with pytest.raises(ConfigError, match="redis_options must be a table"):
         SupervisorConfig.from_file(file, env={"SUPERVISOR_REDIS_OPTIONS": "x=1"})
-
-
-def test_tls_cluster_is_refused_not_downgraded():
-    """A rediss:// url with cluster_nodes would get plain TCP to the nodes: refused."""
-    with pytest.raises(ConfigError, match="TLS to cluster nodes is not supported yet"):
-        SupervisorConfig(url="rediss://:pw@h:6379/0", cluster_nodes=("127.0.0.1:7000",))
-    SupervisorConfig(url="redis://:pw@h:6379/0", cluster_nodes=("127.0.0.1:7000",))

@@ -181,7 +181,7 @@ class _Lane(asyncio.Protocol):
     def connection_lost(self, exc: Exception | None) -> None:
         self.fail(_Lost("Connection closed by server."))
 
-    def fail(self, error: BaseException) -> None:
+    def fail(self, error: BaseException, *, report: bool = True) -> None:
         """Close the lane: commands written and not answered get ``error`` (their
         replies are lost); commands not written yet get ``NotSent``. The loss is
         reported once, for all of them."""
@@ -189,7 +189,7 @@ class _Lane(asyncio.Protocol):
             return
         self.open = False
         self.error = error
-        if self.watcher is not None and isinstance(error, Reported):
+        if report and self.watcher is not None:
             self.watcher.connection_lost(
                 Loss(
                     describe(error),
@@ -214,7 +214,9 @@ class _Lane(asyncio.Protocol):
                 future.set_exception(unsent)
 
     def close(self) -> None:
-        self.fail(RedisConnectionError("the supervisor closed the connection"))
+        """Close a lane that is done with: at shutdown, or from before an outage the
+        supervisor already accounted for (nothing to report)."""
+        self.fail(_Lost("the supervisor closed the connection"), report=False)
 
 
 class Multiplexer:

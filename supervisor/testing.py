@@ -560,18 +560,22 @@ class ClusterSetup:
         return next(n for n in self.nodes if f"127.0.0.1:{n.port}" == address)
 
     def wait_ok(self, timeout: float = 30) -> None:
-        """Until every live node says cluster_state:ok and knows its replica is in sync."""
+        """Until every live node says cluster_state:ok, knows every live node (gossip
+        is slow with a long node timeout), and knows its replica is in sync."""
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             try:
                 states = []
-                for n in self.nodes:
-                    if n._proc is not None and n._proc.poll() is None:
-                        with n.admin() as r:
-                            states.append(r.cluster("info")["cluster_state"] == "ok")
-                            info = r.info("replication")
-                            if info["role"] == "slave":
-                                states.append(info.get("master_link_status") == "up")
+                live = [n for n in self.nodes if n._proc is not None and n._proc.poll() is None]
+                for n in live:
+                    with n.admin() as r:
+                        states.append(r.cluster("info")["cluster_state"] == "ok")
+                        known = r.execute_command("CLUSTER", "NODES").splitlines()
+                        settled = [k for k in known if "handshake" not in k]
+                        states.append(len(settled) >= len(live))
+                        info = r.info("replication")
+                        if info["role"] == "slave":
+                            states.append(info.get("master_link_status") == "up")
                 if all(states):
                     return
             except redis.RedisError:

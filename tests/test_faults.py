@@ -25,14 +25,16 @@ def changed_to(*states):
     return lambda e: isinstance(e, StateChanged) and e.current in states
 
 
-async def test_restart_under_load_no_read_fails(server, supervise):
+@pytest.mark.parametrize("auto_pipeline", [False, True], ids=["pooled", "auto_pipeline"])
+async def test_restart_under_load_no_read_fails(server, supervise, auto_pipeline):
     """SIGKILL and restart under 10 GET loops: no read errors; READY -> RECONNECTING ->
-    READY with cause SERVER_RESTART once the new run_id is seen."""
+    READY with cause SERVER_RESTART once the new run_id is seen. The same with the
+    loops' GETs sharing one auto-pipelined connection."""
     errors: list[BaseException] = []
     reads = 0
     target = float("inf")
     enough = anyio.Event()
-    async with supervise(server.url) as sup:
+    async with supervise(server.url, auto_pipeline=auto_pipeline) as sup:
         await sup.wait_for(READY, timeout=5)
         await sup.client.set("k", "v")
         async with sup.subscribe() as events, anyio.create_task_group() as tg:

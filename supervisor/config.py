@@ -113,6 +113,8 @@ class SupervisorConfig:
         sentinel_username / sentinel_password: credentials of the sentinels themselves
             (their ``requirepass`` or ACL user), separate from the data nodes' in ``url``,
             as redis-py's ``sentinel_kwargs``. The password never shows in a repr.
+        sentinel_tls: connect to the sentinels over TLS, with the ``ssl_*`` options of
+            ``url`` and ``redis_options`` (the data nodes' TLS is the url's scheme).
         cluster_nodes: ``host:port`` seed nodes of a Redis Cluster; when set, the
             target is the cluster (use ``ClusterSupervisor``) and ``url`` only gives
             the credentials and TLS (``rediss://``: every node connection, the
@@ -152,6 +154,7 @@ class SupervisorConfig:
     role: Literal["master", "replica"] = "master"
     sentinel_username: str | None = None
     sentinel_password: str | None = field(default=None, repr=False)
+    sentinel_tls: bool = False
     cluster_nodes: tuple[str, ...] = ()
     redis_options: Mapping[str, Any] = field(default_factory=dict, repr=False)
 
@@ -404,7 +407,7 @@ def _validate(c: SupervisorConfig) -> None:
             f"server_idle_timeout must be seconds >= 0, got {c.server_idle_timeout!r}"
         )
     _validate_sentinels(c)
-    for flag in ("tcp_keepalive", "decode_responses", "auto_pipeline"):
+    for flag in ("tcp_keepalive", "decode_responses", "auto_pipeline", "sentinel_tls"):
         if not isinstance(getattr(c, flag), bool):
             raise ConfigError(f"{flag} must be true or false, got {getattr(c, flag)!r}")
     if c.client_name is not None and (
@@ -551,6 +554,8 @@ def _validate_sentinels(c: SupervisorConfig) -> None:
             raise ConfigError("service_name is set but sentinels is empty; list the sentinels")
         if c.sentinel_username or c.sentinel_password:
             raise ConfigError("sentinel credentials are set but sentinels is empty")
+        if c.sentinel_tls:
+            raise ConfigError("sentinel_tls is set but sentinels is empty")
         return
     if not c.service_name:
         raise ConfigError("sentinels is set but service_name is empty; name the Sentinel service")

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import anyio
-from redis.asyncio.connection import Connection
+from redis.asyncio.connection import Connection, SSLConnection
 from redis.exceptions import RedisError, ResponseError
 
 from supervisor import replies
@@ -72,10 +72,14 @@ class SentinelWatcher:
         backoff_cap: float,
         username: str | None = None,
         password: str | None = None,
+        tls: dict[str, Any] | None = None,
     ) -> None:
+        """``tls``: the ``ssl_*`` options of TLS connections to the sentinels; None for
+        plain TCP."""
         self.addresses = addresses
         self._username = username
         self._password = password
+        self._tls = tls
         self.service = service
         self.role = role
         self._timeout = timeout
@@ -181,7 +185,7 @@ class SentinelWatcher:
             await anyio.sleep(backoff.next_delay())
 
     def _connection(self, address: Address) -> Connection:
-        return Connection(
+        kwargs: dict[str, Any] = dict(
             host=address[0],
             port=address[1],
             protocol=2,
@@ -190,6 +194,9 @@ class SentinelWatcher:
             username=self._username,
             password=self._password,
         )
+        if self._tls is not None:
+            return SSLConnection(**kwargs, **self._tls)
+        return Connection(**kwargs)
 
     async def _unreachable(
         self, address: Address, error: str, notify: Callable[[SentinelNotice], Awaitable[None]]

@@ -115,6 +115,9 @@ class Supervisor(Observable, AsyncContextManagerMixin):
                 backoff_cap=config.backoff_cap,
                 username=config.sentinel_username,
                 password=config.sentinel_password,
+                tls={k: v for k, v in kwargs.items() if k.startswith("ssl_")}
+                if config.sentinel_tls
+                else None,
             )
             if config.sentinels
             else None

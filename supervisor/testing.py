@@ -48,29 +48,34 @@ class TLSFiles:
             raise RuntimeError("openssl is not installed (Debian: openssl)")
         self.directory = tempfile.mkdtemp(prefix="supervisor-tls-")
         d = Path(self.directory)
-        self.ca, self.cert, self.key = (
-            str(d / "ca.crt"),
-            str(d / "server.crt"),
-            str(d / "server.key"),
+        self.ca, self.cert, self.key = str(d / "ca.crt"), str(d / "crt"), str(d / "key")
+        ca_key, csr, ext = str(d / "ca.key"), str(d / "csr"), d / "ext"
+        # the extensions that Python 3.13's strict verification (VERIFY_X509_STRICT) wants
+        ext.write_text(
+            "subjectAltName=IP:127.0.0.1,DNS:localhost\n"
+            "basicConstraints=critical,CA:FALSE\n"
+            "keyUsage=critical,digitalSignature,keyEncipherment\n"
+            "extendedKeyUsage=serverAuth,clientAuth\n"
+            "subjectKeyIdentifier=hash\n"
+            "authorityKeyIdentifier=keyid,issuer\n"
         )
-        (d / "san.ext").write_text("subjectAltName=IP:127.0.0.1,DNS:localhost\n")
-        ca_key, csr = str(d / "ca.key"), str(d / "server.csr")
-        ca_subj = ("-sha256", "-subj", "/CN=supervisor test CA")
-        signed = (
-            "-CAcreateserial",
-            "-days",
-            "2",
-            "-out",
-            self.cert,
-            "-extfile",
-            str(d / "san.ext"),
-        )
+        ca = [
+            *("req", "-x509", "-new", "-key", ca_key, "-days", "2", "-out", self.ca),
+            *("-subj", "/CN=supervisor test CA"),
+            *("-addext", "basicConstraints=critical,CA:TRUE"),
+            *("-addext", "keyUsage=critical,keyCertSign,cRLSign"),
+            *("-addext", "subjectKeyIdentifier=hash"),
+        ]
+        sign = [
+            *("x509", "-req", "-in", csr, "-CA", self.ca, "-CAkey", ca_key),
+            *("-CAcreateserial", "-days", "2", "-out", self.cert, "-extfile", str(ext)),
+        ]
         for args in (
-            ("genrsa", "-out", ca_key, "2048"),
-            ("req", "-x509", "-new", "-key", ca_key, "-days", "2", "-out", self.ca, *ca_subj),
-            ("genrsa", "-out", self.key, "2048"),
-            ("req", "-new", "-key", self.key, "-subj", "/CN=127.0.0.1", "-out", csr),
-            ("x509", "-req", "-in", csr, "-CA", self.ca, "-CAkey", ca_key, *signed),
+            ["genrsa", "-out", ca_key, "2048"],
+            ca,
+            ["genrsa", "-out", self.key, "2048"],
+            ["req", "-new", "-key", self.key, "-subj", "/CN=127.0.0.1", "-out", csr],
+            sign,
         ):
             subprocess.run([openssl, *args], check=True, capture_output=True, timeout=BOUND)
 
@@ -353,8 +358,9 @@ class SentinelServer(BinaryServer):
         *,
         down_after_ms: int = 1000,
         password: str | None = None,
+        tls: TLSFiles | None = None,
     ) -> None:
-        super().__init__(password=password)
+        super().__init__(password=password, tls=tls)
         self._service = service
         self._master_port = master_port
         self._down_after_ms = down_after_ms
@@ -378,6 +384,13 @@ class SentinelServer(BinaryServer):
                     conf.write(
                         f"requirepass {self.password}\nsentinel sentinel-pass {self.password}\n"
                     )
+            if self.tls:  # TLS only, to clients, peers, the master and its replicas
+                args = self.tls.server_args(self.port)
+                settings = "".join(
+                    f"{k[2:]} {v}\n" for k, v in zip(args[::2], args[1::2], strict=True)
+                )
+                with self._conf.open("a") as conf:
+                    conf.write(settings + "tls-replication yes\n")
         return [
             self._binary,
             str(self._conf),
@@ -392,10 +405,19 @@ class SentinelSetup:
 
     service = "mymaster"
 
-    def __init__(self, *, down_after_ms: int = 1000, sentinel_password: str | None = None) -> None:
+    def __init__(
+        self,
+        *,
+        down_after_ms: int = 1000,
+        sentinel_password: str | None = None,
+        tls: bool = False,
+    ) -> None:
+        """``tls``: every server, sentinels included, listens on TLS only, and
+        replication and the sentinels' own links use it; ``self.tls.ca`` is the CA."""
         self.sentinels: list[SentinelServer] = []
         self._started: list[BinaryServer] = []
         self._sentinel_password = sentinel_password
+        self.tls = TLSFiles() if tls else None
         try:
             self._start(down_after_ms)
         except BaseException:
@@ -403,11 +425,16 @@ class SentinelSetup:
             raise
 
     def _start(self, down_after_ms: int) -> None:
-        self.master = BinaryServer("--repl-diskless-sync-delay", "0")
+        tls_replication = ("--tls-replication", "yes") if self.tls else ()
+        self.master = BinaryServer(
+            "--repl-diskless-sync-delay", "0", *tls_replication, tls=self.tls
+        )
         self._started.append(self.master)
         self.master.start()
         self.replica = BinaryServer(
-            "--replicaof", "127.0.0.1", str(self.master.port), "--repl-diskless-sync-delay", "0"
+            *("--replicaof", "127.0.0.1", str(self.master.port), "--repl-diskless-sync-delay", "0"),
+            *tls_replication,
+            tls=self.tls,
         )
         self._started.append(self.replica)
         self.replica.start()
@@ -417,6 +444,7 @@ class SentinelSetup:
                 self.master.port,
                 down_after_ms=down_after_ms,
                 password=self._sentinel_password,
+                tls=self.tls,
             )
             for _ in range(3)
         ]
@@ -467,6 +495,8 @@ class SentinelSetup:
     def close(self) -> None:
         for server in reversed(self._started):
             server.close()
+        if self.tls is not None:
+            self.tls.close()
 
 
 def _cluster_port() -> int:

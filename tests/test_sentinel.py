@@ -14,6 +14,7 @@ from supervisor import (
     StateChanged,
     Supervisor,
     SupervisorConfig,
+    Unavailable,
 )
 from supervisor.testing import SentinelSetup
 from tests.helpers.events import until
@@ -262,5 +263,37 @@ async def test_password_protected_sentinels():
             await until(events, lambda e: getattr(e, "cause", None) is Cause.NETWORK)
             assert "authentication" in sup.detail.lower(), sup.detail
             assert "does not know" not in sup.detail
+    finally:
+        setup.close()
+
+
+async def test_tls_sentinels_and_servers():
+    """Sentinels, master and replica that listen on TLS only: with a rediss:// url and
+    sentinel_tls the service is discovered over TLS and served over TLS, and a failover
+    is followed; without sentinel_tls the detail says the sentinels were not reached,
+    and no command goes out."""
+    setup = SentinelSetup(tls=True)
+    try:
+        assert setup.tls is not None
+        secure = dict(url="rediss://127.0.0.1:6379/0", redis_options={"ssl_ca_certs": setup.tls.ca})
+        async with (
+            Supervisor(config_for(setup, sentinel_tls=True, **secure)) as sup,
+            sup.subscribe() as events,
+        ):
+            await sup.wait_for(READY, timeout=10)
+            await sup.client.set("k", "over tls")
+            with setup.master.admin() as admin:
+                assert admin.wait(1, 5000) == 1, "the replica did not acknowledge"
+            setup.master.kill()
+            moved = await until(events, lambda e: isinstance(e, MasterChanged), bound=30)
+            assert moved.new == f"127.0.0.1:{setup.replica.port}"
+            await sup.wait_for(READY, timeout=10)
+            assert await sup.client.get("k") == b"over tls"
+        plain_sentinels = config_for(setup, offline="fail_fast", **secure)
+        async with Supervisor(plain_sentinels) as sup, sup.subscribe() as events:
+            await until(events, lambda e: getattr(e, "cause", None) is Cause.NETWORK)
+            assert "sentinel" in sup.detail.lower(), sup.detail
+            with pytest.raises(Unavailable):
+                await sup.client.get("k")
     finally:
         setup.close()

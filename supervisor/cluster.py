@@ -4,13 +4,19 @@
 One task checks every node each round (a PING with a reply deadline on the
 supervisor's own connection per node), reads ``CLUSTER NODES`` to follow the
 topology, and publishes ``NodeStateChanged`` and ``TopologyChanged`` events.
+Commands for the slots of a primary found down wait at a gate (``SlotGate``)
+for its failover, or fail fast; the other slots are not held.
 
-Three redis-py 8.1 behaviours are mended here, at their own depth:
+These redis-py 8.1 behaviours are mended here, at their own depth:
 - after a connection error redis-py re-reads the topology and then sends
   ``COMMAND`` to its default node, outside its retry loop; when that node is
   the dead primary, commands for healthy shards fail. The command table does
-  not change with the topology, so it is read once; and the default node is
-  moved off any node a health check found down.
+  not change with the topology, so it is read once, from any node that
+  answers; and the default node is moved off any node a health check found down.
+- after an error on a node, redis-py closes that node's free connections one
+  after another with an await between, so a command may take one and have it
+  closed under it (``_Node``); and it hands out a pooled connection the server
+  closed while idle.
 - to force a topology refresh (CLUSTERDOWN, an uncovered slot, repeated MOVED)
   redis-py calls ``aclose()``, which closes every node's sockets, in-flight
   commands of healthy shards included. Here the refresh is only requested;
@@ -23,9 +29,10 @@ Three redis-py 8.1 behaviours are mended here, at their own depth:
 
 from __future__ import annotations
 
+import inspect
 import random
 import time
-from collections.abc import AsyncGenerator
+from collections.abc import AsyncGenerator, Iterable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import Any, Self, final
@@ -53,7 +60,7 @@ from supervisor.backoff import Backoff
 from supervisor.causes import Cause
 from supervisor.commands import READ_ONLY, command_name
 from supervisor.config import SupervisorConfig
-from supervisor.errors import OutcomeUnknown, Unavailable, also_a
+from supervisor.errors import ConfigError, OutcomeUnknown, Unavailable, also_a
 from supervisor.events import NodeStateChanged, TopologyChanged
 from supervisor.gate import SlotGate
 from supervisor.losses import describe
@@ -278,6 +285,7 @@ class ClusterSupervisor(Observable, AsyncContextManagerMixin):
         self._tls = urlsplit(config.url).scheme == "rediss"
         tls = {k: v for k, v in kwargs.items() if k.startswith("ssl_")} if self._tls else {}
         self.client = SupervisedRedisCluster(
+            **_cluster_options(config, exclude=tls.keys()),
             owner=self,
             idempotent=frozenset(config.idempotent_commands),
             startup_nodes=[ClusterNode(*parse_address(a)) for a in config.cluster_nodes],
@@ -610,6 +618,30 @@ class _NodeProbe(Probe):
         if not self.is_open:
             await self.connect()
         return await super().call(*args)
+
+
+def _cluster_options(config: SupervisorConfig, exclude: Iterable[str]) -> dict[str, Any]:
+    """``redis_options`` for the ``RedisCluster``; one it does not take is refused, not
+    dropped (the node probes take them all)."""
+    accepted = inspect.signature(RedisCluster.__init__).parameters
+    options = {k: v for k, v in config.redis_options.items() if k not in set(exclude)}
+    for name in options:
+        if name in _CLUSTER_OWNED:
+            raise ConfigError(
+                f"redis_options {name!r}: the supervisor sets it for a cluster (TLS comes "
+                "from a rediss:// url, credentials from the url); remove it"
+            )
+        if name not in accepted:
+            raise ConfigError(
+                f"redis_options {name!r}: redis-py's RedisCluster does not take it, so it "
+                "cannot apply to a cluster; remove it from redis_options"
+            )
+    return options
+
+
+_CLUSTER_OWNED = frozenset(
+    {"startup_nodes", "host", "port", "retry", "ssl", "username", "password", "client_name"}
+)
 
 
 def _slot_ranges(slots: str) -> list[tuple[int, int]]:

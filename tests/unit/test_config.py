@@ -253,3 +253,14 @@ def test_no_client_name_and_no_socket_timeout(tmp_path):
     )
     with pytest.raises(ConfigError, match="redis_options must be a table"):
         SupervisorConfig.from_file(file, env={"SUPERVISOR_REDIS_OPTIONS": "x=1"})
+
+
+def test_cluster_refuses_redis_options_its_client_cannot_take():
+    """redis_options reach every cluster node connection or are refused by name: one that
+    redis-py's RedisCluster does not take (socket_type) is not silently dropped."""
+    from supervisor import ClusterSupervisor
+
+    nodes = ("127.0.0.1:7000",)
+    ClusterSupervisor(SupervisorConfig(cluster_nodes=nodes, redis_options={"encoding": "latin-1"}))
+    with pytest.raises(ConfigError, match="'socket_type': redis-py's RedisCluster does not"):
+        ClusterSupervisor(SupervisorConfig(cluster_nodes=nodes, redis_options={"socket_type": 0}))

@@ -30,7 +30,7 @@ These redis-py 8.1 behaviours are mended here, at their own depth:
 from __future__ import annotations
 
 import inspect
-import random
+import math
 import time
 from collections.abc import AsyncGenerator, Iterable
 from contextlib import asynccontextmanager
@@ -73,9 +73,9 @@ from supervisor.supervisor import SupervisorStatistics
 
 __all__ = ("ClusterNodeState", "ClusterSupervisor", "SupervisedRedisCluster")
 
-_FAILOVER_POLL = 0.05
-"""Seconds between rounds while a primary is down: one ``CLUSTER NODES`` and a PING
-per node, for the second or two a failover takes."""
+_PROMOTION_POLL = 0.02
+"""Seconds between two ``ROLE`` questions to the replicas of a primary that is down:
+the first to answer ``master`` ends the wait of the commands held for its slots."""
 
 _RECOVERABLE = (
     RedisConnectionError,
@@ -252,6 +252,9 @@ class _Row:
     role: str
     failed: bool
     slots: str
+    node_id: str = ""
+    primary_id: str = ""
+    """For a replica: the node id of its primary."""
 
 
 @final
@@ -301,6 +304,8 @@ class ClusterSupervisor(Observable, AsyncContextManagerMixin):
         )
         self._known = list(config.cluster_nodes)
         self._unanswered = ""
+        self._successors: list[str] = []
+        """Replicas of primaries that are down, watched for their promotion."""
         self._probes: dict[str, Probe] = {}
         self._nodes: dict[str, ClusterNodeState] = {}
         self._topology: tuple[tuple[str, str], ...] | None = None
@@ -402,27 +407,42 @@ class ClusterSupervisor(Observable, AsyncContextManagerMixin):
                 self._round_done = None
             wake = self._wake
             assert wake is not None
-            pause = self._pause()
-            with anyio.move_on_after(pause):
-                await wake.wait()
+            with anyio.move_on_after(self._pause()):
+                await self._watch_successors(wake)
             self._wake = anyio.Event()
 
     def _pause(self) -> float:
-        """Every ``health_check_interval`` while READY. While a primary is down, every
-        ``_FAILOVER_POLL``: its slots are held until a round sees them served, and a
-        failover should end the wait when it ends, not a round later. While no node
-        answers, as the single target's prober: growing, jittered, never in lockstep."""
+        """Every ``health_check_interval`` while READY; otherwise as the single target's
+        prober: growing, jittered, never in lockstep."""
         interval = self.config.health_check_interval
         if self._state is ConnectionState.READY:
             self._backoff.reset()
             return interval
-        if self._state is ConnectionState.UNHEALTHY:
-            return min(_FAILOVER_POLL * random.uniform(0.8, 1.0), interval)
         return min(self._backoff.next_delay(), interval)
+
+    async def _watch_successors(self, wake: anyio.Event) -> None:
+        """Until ``wake``, or until a replica of a primary that is down says it is the
+        master: its promotion ends the wait of the commands held for those slots, so
+        the next round runs at once instead of after the pause. One ``ROLE`` per
+        replica every ``_PROMOTION_POLL``; nothing to watch while READY."""
+        while not wake.is_set():
+            for address in self._successors:
+                probe = self._probes.get(address)
+                if probe is None or not probe.is_open:
+                    continue  # never dialled from here: that is the rounds' work
+                try:
+                    role = await probe.call("ROLE")
+                except (ProbeFailed, RedisError):
+                    continue  # down too, or ROLE not allowed: the rounds still tell
+                if role and role[0] in (b"master", "master"):
+                    return
+            with anyio.move_on_after(_PROMOTION_POLL if self._successors else math.inf):
+                await wake.wait()
 
     async def _round(self) -> None:
         rows = await self._read_topology()
         if rows is None:
+            self._successors = []
             self._transition(
                 ConnectionState.RECONNECTING,
                 Cause.NETWORK,
@@ -443,6 +463,7 @@ class ClusterSupervisor(Observable, AsyncContextManagerMixin):
                 tg.start_soon(check, row.address)
         down: list[str] = []
         held: list[tuple[int, int]] = []
+        down_ids: set[str] = set()
         for row in rows:
             up, detail = checked[row.address]
             if row.failed:
@@ -451,6 +472,12 @@ class ClusterSupervisor(Observable, AsyncContextManagerMixin):
             if row.role == "primary" and row.slots and not up:
                 down.append(f"{row.address} ({row.slots})")
                 held.extend(_slot_ranges(row.slots))
+                down_ids.add(row.node_id)
+        self._successors = [
+            r.address
+            for r in rows
+            if r.role == "replica" and r.primary_id in down_ids and checked[r.address][0]
+        ]
         self._move_default_node()
         if down:
             self._transition(
@@ -665,5 +692,14 @@ def _parse_nodes(text: str) -> list[_Row]:
         address = fields[1].split("@", 1)[0]
         slots = " ".join(f for f in fields[8:] if not f.startswith("["))
         role = "primary" if "master" in flags else "replica"
-        rows.append(_Row(address, role, "fail" in flags, slots if role == "primary" else ""))
+        rows.append(
+            _Row(
+                address,
+                role,
+                "fail" in flags,
+                slots if role == "primary" else "",
+                node_id=fields[0],
+                primary_id=fields[3] if role == "replica" else "",
+            )
+        )
     return rows

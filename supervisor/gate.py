@@ -30,17 +30,12 @@ class Admission(enum.Enum):
     """Waiting cannot help (a wrong password): commands fail at once."""
 
 
-class Gate:
-    """Lets commands through while open; makes them wait, bounded, otherwise.
-
-    ``generation`` grows each time the gate reopens after an outage:
-    connections made in an older generation are never handed out again.
-    """
+class _Waiting:
+    """Bounded waiting for a change, the part both gates share: at most
+    ``max_waiters`` at once, each until its deadline; cancellation is safe (the
+    count is restored on every path)."""
 
     def __init__(self, *, max_waiters: int, fail_fast: bool) -> None:
-        self.is_open = False
-        self.admission = Admission.DOWN
-        self.generation = 0
         self.max_waiters = max_waiters
         self.fail_fast = fail_fast
         self._waiters = 0
@@ -51,33 +46,22 @@ class Gate:
     def waiters(self) -> int:
         return self._waiters
 
-    def set(
-        self, admission: Admission, refusal: Refusal | None = None, *, new_generation: bool = False
-    ) -> None:
-        """Change the admission; ``refusal(why)`` builds the error for refused commands."""
-        if new_generation:
-            self.generation += 1
-        self.admission = admission
-        self.is_open = admission is Admission.OPEN
+    def _wake(self, refusal: Refusal | None) -> None:
         self._refusal = refusal or _default_refusal
         if self._changed is not None:
             self._changed.set()
             self._changed = None
 
-    async def wait_open(self, deadline: float) -> None:
-        """Return once the gate is open; raise ``Unavailable`` otherwise.
+    def _check_refused(self) -> None:
+        """Raise when waiting cannot help or is not wanted (fail_fast)."""
 
-        ``deadline`` is on ``anyio.current_time()``'s clock. Cancellation is
-        safe: the waiter count is restored on every path.
-        """
-        if self.is_open:
-            return
+    async def _wait_until(self, done: Callable[[], bool], deadline: float) -> None:
         self._check_refused()
         if self._waiters >= self.max_waiters:
             raise self._refusal(f"{self._waiters} commands already wait (max_waiters)")
         self._waiters += 1
         try:
-            while not self.is_open:
+            while not done():
                 if self._changed is None:
                     self._changed = anyio.Event()
                 changed = self._changed
@@ -90,6 +74,39 @@ class Gate:
         finally:
             self._waiters -= 1
 
+
+class Gate(_Waiting):
+    """Lets commands through while open; makes them wait, bounded, otherwise.
+
+    ``generation`` grows each time the gate reopens after an outage:
+    connections made in an older generation are never handed out again.
+    """
+
+    def __init__(self, *, max_waiters: int, fail_fast: bool) -> None:
+        super().__init__(max_waiters=max_waiters, fail_fast=fail_fast)
+        self.is_open = False
+        self.admission = Admission.DOWN
+        self.generation = 0
+
+    def set(
+        self, admission: Admission, refusal: Refusal | None = None, *, new_generation: bool = False
+    ) -> None:
+        """Change the admission; ``refusal(why)`` builds the error for refused commands."""
+        if new_generation:
+            self.generation += 1
+        self.admission = admission
+        self.is_open = admission is Admission.OPEN
+        self._wake(refusal)
+
+    async def wait_open(self, deadline: float) -> None:
+        """Return once the gate is open; raise ``Unavailable`` otherwise.
+
+        ``deadline`` is on ``anyio.current_time()``'s clock. Cancellation is
+        safe: the waiter count is restored on every path.
+        """
+        if not self.is_open:
+            await self._wait_until(lambda: self.is_open, deadline)
+
     def _check_refused(self) -> None:
         if self.admission is Admission.REFUSING:
             raise self._refusal("waiting cannot help")
@@ -101,7 +118,7 @@ def _default_refusal(why: str) -> Unavailable:
     return Unavailable(f"Redis is not available ({why})")
 
 
-class SlotGate:
+class SlotGate(_Waiting):
     """A cluster's admission, per hash slot: commands for the slots of a primary
     that is down wait for its failover (or fail at once with fail_fast); commands
     for every other slot go straight through. While no node answers at all, every
@@ -112,19 +129,11 @@ class SlotGate:
     """
 
     def __init__(self, *, max_waiters: int, fail_fast: bool) -> None:
+        super().__init__(max_waiters=max_waiters, fail_fast=fail_fast)
         self.closed = False
-        self.max_waiters = max_waiters
-        self.fail_fast = fail_fast
         self._everything = False
         self._refusing = False
         self._ranges: tuple[tuple[int, int], ...] = ()
-        self._waiters = 0
-        self._changed: anyio.Event | None = None
-        self._refusal: Refusal = _default_refusal
-
-    @property
-    def waiters(self) -> int:
-        return self._waiters
 
     def set(
         self,
@@ -140,10 +149,7 @@ class SlotGate:
         self._everything = everything or refusing
         self._refusing = refusing
         self.closed = self._everything or bool(ranges)
-        self._refusal = refusal or _default_refusal
-        if self._changed is not None:
-            self._changed.set()
-            self._changed = None
+        self._wake(refusal)
 
     def holds(self, slot: int | None) -> bool:
         """Whether a command for ``slot`` (None: no slot of its own) is held back."""
@@ -156,26 +162,11 @@ class SlotGate:
     async def wait(self, slot: int | None, deadline: float) -> None:
         """Return once ``slot`` is served; raise ``Unavailable`` otherwise.
         Cancellation is safe: the waiter count is restored on every path."""
-        if not self.holds(slot):
-            return
+        if self.holds(slot):
+            await self._wait_until(lambda: not self.holds(slot), deadline)
+
+    def _check_refused(self) -> None:
         if self._refusing:
             raise self._refusal("waiting cannot help")
         if self.fail_fast:
             raise self._refusal("offline = 'fail_fast'")
-        if self._waiters >= self.max_waiters:
-            raise self._refusal(f"{self._waiters} commands already wait (max_waiters)")
-        self._waiters += 1
-        try:
-            while self.holds(slot):
-                if self._changed is None:
-                    self._changed = anyio.Event()
-                changed = self._changed
-                remaining = deadline - anyio.current_time()
-                if remaining <= 0:
-                    raise self._refusal("command_deadline passed while waiting")
-                with anyio.move_on_after(remaining):
-                    await changed.wait()
-                if self._refusing:
-                    raise self._refusal("waiting cannot help")
-        finally:
-            self._waiters -= 1

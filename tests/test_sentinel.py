@@ -18,7 +18,8 @@ from supervisor import (
 )
 from supervisor.testing import SentinelSetup
 from tests.helpers.events import until
-from tests.helpers.loops import Tally, bounded
+from tests.helpers.loops import Tally, bounded, poll
+from tests.helpers.proxy import FaultProxy
 
 READY = ConnectionState.READY
 
@@ -295,5 +296,37 @@ async def test_tls_sentinels_and_servers():
             assert "sentinel" in sup.detail.lower(), sup.detail
             with pytest.raises(Unavailable):
                 await sup.client.get("k")
+    finally:
+        setup.close()
+
+
+async def test_an_announcement_that_arrives_before_the_pong_counts():
+    """The watcher PINGs a quiet sentinel and reads until the PONG. The fault proxy holds
+    that PING back while a failover starts, so +try-failover arrives before the PONG:
+    it counts like any other announcement (writes wait: UNHEALTHY, cause FAILOVER)."""
+    setup = SentinelSetup()
+    try:
+        async with FaultProxy(setup.sentinels[0].port) as proxy:
+            config = config_for(
+                setup, sentinels=(f"127.0.0.1:{proxy.port}",), health_check_timeout=5.0
+            )
+            async with Supervisor(config) as sup, sup.subscribe() as events:
+                await sup.wait_for(READY, timeout=10)
+                await poll(lambda: proxy.commands[b"PSUBSCRIBE"] >= 1, "the watcher subscribed")
+                proxy.hold_requests()
+                try:
+                    pings = proxy.commands[b"PING"]
+                    await poll(lambda: proxy.commands[b"PING"] > pings, "the watcher's PING")
+                    with setup.sentinel_admin(0) as sentinel:
+                        sentinel.execute_command("SENTINEL", "FAILOVER", setup.service)
+                    started = await until(
+                        events,
+                        lambda e: isinstance(e, StateChanged) and e.cause is Cause.FAILOVER,
+                        bound=4,
+                    )
+                    assert "+try-failover" in started.detail, started.detail
+                    assert proxy.commands[b"PING"] == pings + 1  # still waiting for its PONG
+                finally:
+                    proxy.release_requests()
     finally:
         setup.close()

@@ -2,7 +2,8 @@
 
 It injects the faults a real network has: ``blackhole()`` swallows traffic in
 both directions while keeping sockets open, ``hold_replies()`` keeps the server's
-replies back until ``release_replies()``, and ``cut_reply_after(command)``
+replies back until ``release_replies()``, ``hold_requests()`` keeps the clients'
+commands back (counted all the same) until ``release_requests()``, and ``cut_reply_after(command)``
 forwards the next request that sends ``command`` (the name exactly, as the first
 element of a RESP array) and closes that client connection when the server's
 reply arrives, without passing the reply on.
@@ -30,6 +31,8 @@ class FaultProxy:
         """Commands seen from clients, by name (upper-cased), blackholed ones too."""
         self._released = asyncio.Event()
         self._released.set()
+        self._requests_released = asyncio.Event()
+        self._requests_released.set()
         self.held = asyncio.Event()
         self._cut_pattern: re.Pattern[bytes] | None = None
         self.cut_done = asyncio.Event()
@@ -69,6 +72,12 @@ class FaultProxy:
 
     def release_replies(self) -> None:
         self._released.set()
+
+    def hold_requests(self) -> None:
+        self._requests_released.clear()
+
+    def release_requests(self) -> None:
+        self._requests_released.set()
 
     def cut_reply_after(self, command: bytes) -> None:
         """``b"GET"`` matches ``GET key`` but not ``CONFIG GET`` or ``GETEX``."""
@@ -130,5 +139,7 @@ class FaultProxy:
             if not upstream and not self._released.is_set():
                 self.held.set()
                 await self._released.wait()
+            if upstream and not self._requests_released.is_set():
+                await self._requests_released.wait()
             dst.write(data)
             await dst.drain()

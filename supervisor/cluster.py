@@ -166,6 +166,7 @@ class SupervisedRedisCluster(RedisCluster):
         self.commands_parser = _CommandsOnce(self)
         self._owner = owner
         self._gate = owner.gate
+        self._fresh_source: str | None = None
         self._retryable = READ_ONLY | idempotent
         self._supervised = True
 
@@ -176,6 +177,41 @@ class SupervisedRedisCluster(RedisCluster):
             self._initialize = True
             return
         await super().aclose()
+
+    def refresh_from(self, address: str | None) -> None:
+        """Make the next command re-read the slots, asking ``address`` first: the node
+        the supervisor's round just read a new topology from. redis-py asks its
+        startup nodes in a random order, and one that has not heard of a failover yet
+        (gossip takes a few ms) hands back the dead primary: the command would fail
+        on it and wait for another round."""
+        self._fresh_source = address
+        self._initialize = True
+
+    async def initialize(
+        self,
+        additional_startup_nodes_info: list[tuple[str, int]] | None = None,
+        last_failed_node_name: str | None = None,
+    ) -> Self:
+        source, self._fresh_source = self._fresh_source, None
+        manager = self.nodes_manager
+        node = None
+        if self._initialize and source is not None:
+            node = manager.nodes_cache.get(source) or manager.startup_nodes.get(source)
+        if node is None:
+            await super().initialize(additional_startup_nodes_info, last_failed_node_name)
+            return self
+        seeds, manager.startup_nodes = manager.startup_nodes, {node.name: node}
+        try:
+            await super().initialize(additional_startup_nodes_info, last_failed_node_name)
+        finally:
+            kept = [*manager.startup_nodes.values(), *manager.nodes_cache.values()]
+            if manager.startup_nodes.keys() == {node.name}:
+                manager.startup_nodes = seeds  # no refresh happened: the seeds stay
+            else:  # redis-py made every known node a startup node: close the old seeds
+                for seed in seeds.values():
+                    if all(seed is not k for k in kept):
+                        await seed.disconnect()
+        return self
 
     async def _shutdown(self) -> None:
         """Close every node's connections. redis-py's ``aclose()`` closes nothing while
@@ -306,6 +342,8 @@ class ClusterSupervisor(Observable, AsyncContextManagerMixin):
         self._unanswered = ""
         self._successors: list[str] = []
         """Replicas of primaries that are down, watched for their promotion."""
+        self._promoted: str | None = None
+        self._source: str | None = None
         self._probes: dict[str, Probe] = {}
         self._nodes: dict[str, ClusterNodeState] = {}
         self._topology: tuple[tuple[str, str], ...] | None = None
@@ -435,6 +473,7 @@ class ClusterSupervisor(Observable, AsyncContextManagerMixin):
                 except (ProbeFailed, RedisError):
                     continue  # down too, or ROLE not allowed: the rounds still tell
                 if role and role[0] in (b"master", "master"):
+                    self._promoted = address  # it knows first: others learn by gossip
                     return
             with anyio.move_on_after(_PROMOTION_POLL if self._successors else math.inf):
                 await wake.wait()
@@ -523,8 +562,13 @@ class ClusterSupervisor(Observable, AsyncContextManagerMixin):
 
     async def _read_topology(self) -> list[_Row] | None:
         """``CLUSTER NODES`` from the first node that answers; None when none does
-        (``_unanswered`` then says what the last one did)."""
-        for address in [*self._up_first(), *self._known]:
+        (``_unanswered`` then says what the last one did). A replica just promoted is
+        asked first (others learn of it by gossip, a few ms later), then the node asked
+        last time: one source, so the view does not flip between a node that knows of
+        a failover and one that does not yet."""
+        first = [a for a in (self._promoted, self._source) if a is not None]
+        self._promoted = None
+        for address in dict.fromkeys([*first, *self._up_first(), *self._known]):
             try:
                 raw = await self._probe(address).call("CLUSTER", "NODES")
             except ProbeFailed as failure:
@@ -532,6 +576,7 @@ class ClusterSupervisor(Observable, AsyncContextManagerMixin):
                 continue
             rows = _parse_nodes(raw.decode() if isinstance(raw, bytes) else str(raw))
             self._known = [r.address for r in rows]
+            self._source = address
             return rows
         return None
 
@@ -596,7 +641,7 @@ class ClusterSupervisor(Observable, AsyncContextManagerMixin):
         previous, self._topology = self._topology, topology
         if previous is None or previous == topology:
             return
-        self.client._initialize = True  # the next command re-reads the slots first
+        self.client.refresh_from(self._source)
         before = dict(previous)
         changes = [
             f"{address} now serves {slots}"

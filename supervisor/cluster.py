@@ -73,7 +73,7 @@ from supervisor.supervisor import SupervisorStatistics
 
 __all__ = ("ClusterNodeState", "ClusterSupervisor", "SupervisedRedisCluster")
 
-_PROMOTION_POLL = 0.02
+_PROMOTION_POLL = 0.01
 """Seconds between two ``ROLE`` questions to the replicas of a primary that is down:
 the first to answer ``master`` ends the wait of the commands held for its slots."""
 

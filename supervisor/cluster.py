@@ -696,7 +696,8 @@ def _cluster_options(config: SupervisorConfig, exclude: Iterable[str]) -> dict[s
     """``redis_options`` for the ``RedisCluster``; one it does not take is refused, not
     dropped (the node probes take them all)."""
     accepted = inspect.signature(RedisCluster.__init__).parameters
-    options = {k: v for k, v in config.redis_options.items() if k not in set(exclude)}
+    excluded = set(exclude)
+    options = {k: v for k, v in config.redis_options.items() if k not in excluded}
     for name in options:
         if name in _CLUSTER_OWNED:
             raise ConfigError(

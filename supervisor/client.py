@@ -133,10 +133,12 @@ class SupervisedRedis(Redis):
         assert watcher is not None
         gate = watcher.gate
         deadline = anyio.current_time() + watcher.command_deadline
+        timed_out = False
         for _ in range(_ATTEMPTS):
             failure = failure_of(exc)
-            if failure is Failure.ANSWER:
-                raise exc
+            if failure is Failure.ANSWER or (failure is Failure.TIMED_OUT and timed_out):
+                raise exc  # an answer, or a second timeout: the command's own, not an outage
+            timed_out = timed_out or failure is Failure.TIMED_OUT
             generation = gate.generation
             error = describe(exc)
             if failure is Failure.CLAIM:

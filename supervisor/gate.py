@@ -46,9 +46,11 @@ class _Waiting:
     def waiters(self) -> int:
         return self._waiters
 
-    def _wake(self, refusal: Refusal | None) -> None:
+    def _wake(self, refusal: Refusal | None, *, changed: bool = True) -> None:
+        """Keep the refusal for whoever fails next; wake the waiters only when what they
+        wait for ``changed`` (a failed attempt that leaves the gate as it was wakes nobody)."""
         self._refusal = refusal or _default_refusal
-        if self._changed is not None:
+        if changed and self._changed is not None:
             self._changed.set()
             self._changed = None
 
@@ -94,9 +96,10 @@ class Gate(_Waiting):
         """Change the admission; ``refusal(why)`` builds the error for refused commands."""
         if new_generation:
             self.generation += 1
+        changed = admission is not self.admission
         self.admission = admission
         self.is_open = admission is Admission.OPEN
-        self._wake(refusal)
+        self._wake(refusal, changed=changed)
 
     async def wait_open(self, deadline: float) -> None:
         """Return once the gate is open; raise ``Unavailable`` otherwise.
@@ -145,11 +148,12 @@ class SlotGate(_Waiting):
     ) -> None:
         """Hold back ``ranges`` (inclusive slot ranges), or every command; refuse
         them at once when waiting cannot help (the supervisor is closed)."""
+        before = (self._ranges, self._everything, self._refusing)
         self._ranges = ranges
         self._everything = everything or refusing
         self._refusing = refusing
         self.closed = self._everything or bool(ranges)
-        self._wake(refusal)
+        self._wake(refusal, changed=before != (ranges, self._everything, refusing))
 
     def holds(self, slot: int | None) -> bool:
         """Whether a command for ``slot`` (None: no slot of its own) is held back."""

@@ -7,13 +7,17 @@ happens beside it.
 
 A command that finds no idle connection and may not open one (the pool is at
 ``max_connections``, ``_MAX_DIALS`` connections are being opened, or the server
-turns new connections away) waits for a released one instead of failing:
-bounded by ``command_deadline`` and counted against ``max_waiters``.
+turns new connections away) waits in line for a released one instead of failing:
+bounded by ``command_deadline`` and counted against ``max_waiters``. The line is
+first come, first served: each hand-off (a release, a dial slot freed, a connection
+adopted) wakes the oldest waiter alone, and while anyone waits or has been woken, a
+new command queues behind them instead of taking the connection meant for them.
 """
 
 from __future__ import annotations
 
 import time
+from collections import deque
 from typing import Any
 
 import anyio
@@ -105,8 +109,11 @@ class SupervisedConnectionPool(ConnectionPool):
         self.dialing = True
         """False while the server turns new connections away: only idle ones are used."""
         self.waiters = 0
-        """Commands waiting for a connection to be released."""
-        self._released: anyio.Event | None = None
+        """Commands waiting in line for a connection (those waiting at the gate meanwhile
+        are counted by the gate)."""
+        self._line: deque[anyio.Event] = deque()
+        self._woken = 0
+        """Waiters woken for a hand-off that have not taken it yet: new commands queue."""
         self._dials = 0
         super().__init__(**kwargs)
 
@@ -117,15 +124,16 @@ class SupervisedConnectionPool(ConnectionPool):
         if not self._gate.is_open:
             deadline = anyio.current_time() + self._watcher.command_deadline
             await self._gate.wait_open(deadline)
-        try:  # _checkout() inlined: one coroutine frame less on every command
-            return await super().get_connection()  # type: ignore[no-untyped-call,no-any-return]
-        except _NoConnection:
-            pass
-        except (RedisConnectionError, RedisTimeoutError, OSError) as exc:
-            raise _not_sent(exc) from exc
+        if not self._line and not self._woken:
+            try:  # _checkout() inlined: one coroutine frame less on every command
+                return await super().get_connection()  # type: ignore[no-untyped-call,no-any-return]
+            except _NoConnection:
+                pass
+            except (RedisConnectionError, RedisTimeoutError, OSError) as exc:
+                raise _not_sent(exc) from exc
         if deadline is None:
             deadline = anyio.current_time() + self._watcher.command_deadline
-        return await self._wait_for_release(deadline)
+        return await self._wait_in_line(deadline)
 
     async def _checkout(self) -> AbstractConnection | None:
         """redis-py's checkout; None when no connection may be had now."""
@@ -164,30 +172,46 @@ class SupervisedConnectionPool(ConnectionPool):
         self._in_use_connections.add(conn)
         return conn  # type: ignore[no-any-return]
 
-    async def _wait_for_release(self, deadline: float) -> AbstractConnection:
+    async def _wait_in_line(self, deadline: float) -> AbstractConnection:
         gate = self._gate
         if self.waiters + gate.waiters >= gate.max_waiters:
             raise self._watcher.unavailable(
                 f"{self.waiters + gate.waiters} commands already wait (max_waiters)"
             )
+        first = anyio.Event()
+        self._line.append(first)
+        turn: anyio.Event | None = first
         self.waiters += 1
         try:
             while True:
-                if self._released is None:
-                    self._released = anyio.Event()
-                released = self._released
-                remaining = deadline - anyio.current_time()
-                if remaining <= 0:
+                assert turn is not None
+                with anyio.move_on_after(deadline - anyio.current_time()):
+                    await turn.wait()
+                if not turn.is_set():
                     raise self._watcher.unavailable(self._why_waiting())
-                with anyio.move_on_after(remaining):
-                    await released.wait()
+                self._woken -= 1
+                turn = None
                 if not gate.is_open:
-                    await gate.wait_open(deadline)
+                    self.waiters -= 1
+                    try:
+                        await gate.wait_open(deadline)
+                    finally:
+                        self.waiters += 1
                 connection = await self._checkout()
                 if connection is not None:
                     return connection
+                turn = anyio.Event()  # nothing to take after all: first in line again
+                self._line.appendleft(turn)
         finally:
             self.waiters -= 1
+            if turn is None:
+                if self._line and self._available_connections:
+                    self._hand_off()  # more was free than this waiter took
+            elif turn.is_set():  # woken, then out of time or cancelled: pass it on
+                self._woken -= 1
+                self._hand_off()
+            else:
+                self._line.remove(turn)
 
     def _why_waiting(self) -> str:
         if not self.dialing:
@@ -201,15 +225,17 @@ class SupervisedConnectionPool(ConnectionPool):
             "connections for less time"
         )
 
-    def _wake_waiters(self) -> None:
-        released, self._released = self._released, None
-        if released is not None:
-            released.set()
+    def _hand_off(self) -> None:
+        """Wake the oldest waiter, and only it: one connection (or dial slot) came free."""
+        if self._line:
+            self._woken += 1
+            self._line.popleft().set()
 
     def allow_dialing(self, allowed: bool) -> None:
         self.dialing = allowed
         if allowed:
-            self._wake_waiters()
+            for _ in range(_MAX_DIALS):
+                self._hand_off()
 
     async def adopt(self, connection: AbstractConnection) -> None:
         """Add a connection the prober opened, and hand it to a waiting command."""
@@ -227,7 +253,7 @@ class SupervisedConnectionPool(ConnectionPool):
         if full:
             await drop(connection)
         else:
-            self._wake_waiters()
+            self._hand_off()
 
     async def close(self) -> None:
         """Close every connection at once, without waiting for a stalled peer to take
@@ -247,7 +273,7 @@ class SupervisedConnectionPool(ConnectionPool):
             finally:
                 conn.dial = False
                 self._dials -= 1
-                self._wake_waiters()
+                self._hand_off()
             return
         try:
             if not await connection.can_read():
@@ -282,8 +308,8 @@ class SupervisedConnectionPool(ConnectionPool):
         conn: Any = connection
         conn.last_used = time.monotonic()
         await super().release(connection)
-        if self._released is not None:
-            self._wake_waiters()
+        if self._line:
+            self._hand_off()
 
     async def refresh_idle(self, idle_for: float, timeout: float) -> None:
         """PING every pooled connection idle for ``idle_for`` seconds, so the server's

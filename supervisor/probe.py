@@ -8,6 +8,11 @@ the connection is dropped when the deadline passes.
 
 from __future__ import annotations
 
+import asyncio
+import errno
+import ipaddress
+import os
+import socket
 import time
 from contextlib import suppress
 from dataclasses import dataclass, replace
@@ -88,6 +93,8 @@ class Probe:
         self._configured_idle_timeout = idle_timeout
         self._config_allowed = True
         self._conn: AbstractConnection | None = None
+        self.step: str | None = None
+        """What the probe awaits a reply to now (None: nothing): names a stall."""
         self.latency: float | None = None
         self.refused: dict[str, str] = {}
         """Commands the server refused this user (ACL), with what the supervisor
@@ -110,9 +117,11 @@ class Probe:
         """Connect afresh (handshake included) under the deadline; raise ``ProbeFailed``."""
         await self.close()
         conn = self._class(**self._kwargs)
+        self.step = "the handshake"
         try:
             with anyio.fail_after(self._connect_timeout + self._timeout):
                 await conn.connect()
+            self.step = None
         except TimeoutError:
             await drop(conn)
             raise ProbeFailed(
@@ -137,6 +146,48 @@ class Probe:
                 showed=Showed.REFUSED,
             )
         self._conn = conn
+
+    async def knock(self) -> None:
+        """A bare non-blocking connect, closed at once: while nothing listens it tells
+        that at the cost of a socket (no redis-py connection, no handshake), so a long
+        refused outage stays cheap. Raise ``ProbeFailed`` (``REFUSED``) unless something
+        accepts now; anything else it sees is left to the full attempt that follows."""
+        kwargs = self._kwargs
+        path = kwargs.get("path")
+        if path:
+            family, address = socket.AF_UNIX, path
+        else:
+            host, port = kwargs.get("host", "localhost"), int(kwargs.get("port", 6379))
+            try:
+                version = ipaddress.ip_address(host).version
+            except ValueError:
+                return  # a name: resolving it is the full attempt's job
+            family = socket.AF_INET6 if version == 6 else socket.AF_INET
+            address = (host, port)
+        sock = socket.socket(family, socket.SOCK_STREAM)
+        try:
+            sock.setblocking(False)
+            # a host that answers at once (loopback, the same host) has answered by the
+            # time connect returns: no trip through the event loop
+            code = sock.connect_ex(address)
+            if code == errno.EINPROGRESS:
+                code = sock.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR)
+                if code == 0:
+                    with anyio.fail_after(self._connect_timeout):
+                        await asyncio.get_running_loop().sock_connect(sock, address)
+        except (ConnectionRefusedError, FileNotFoundError) as exc:
+            code = exc.errno or errno.ECONNREFUSED
+        except (OSError, TimeoutError):
+            return
+        finally:
+            sock.close()
+        if code in (errno.ECONNREFUSED, errno.ENOENT):
+            where = path or f"{address[0]}:{address[1]}"
+            raise ProbeFailed(
+                Cause.NETWORK,
+                f"Error {code} connecting to {where}. {os.strerror(code)}.",
+                showed=Showed.REFUSED,
+            )
 
     def _moved(self, conn: AbstractConnection) -> bool:
         address = (getattr(conn, "host", None), getattr(conn, "port", None))
@@ -261,10 +312,13 @@ class Probe:
         conn = self._conn
         if conn is None:
             raise ProbeFailed(Cause.UNKNOWN, "probe connection is not open")
+        self.step = str(args[0])
         try:
             with anyio.fail_after(self._timeout):
                 await conn.send_command(*args, check_health=False)
-                return await conn.read_response()
+                reply = await conn.read_response()
+            self.step = None
+            return reply
         except TimeoutError:
             await self.close()
             raise ProbeFailed(

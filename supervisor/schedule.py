@@ -3,8 +3,12 @@
 - ``REFUSED``: nothing listens (the host answered the connect with a reset, or the
   socket file is missing). That costs the server nothing, and it is how a
   restarting server looks until it binds its port, so the next attempt comes
-  after ``refused_interval`` (jittered), without growing: the target is back
-  within a few milliseconds of accepting.
+  after ``refused_interval`` (jittered): a restart is over within a few
+  milliseconds of the server accepting. Refused for longer than
+  ``REFUSED_FAST_FOR``, the server is down rather than restarting: the wait
+  becomes ``REFUSED_SLOW`` (unless ``refused_interval`` is longer), so a long
+  outage costs about 50 bare connects a second, and the first success comes
+  within ``REFUSED_SLOW`` of the server accepting.
 - ``TURNED_AWAY``: something accepted and then said no (``maxclients``,
   ``LOADING``, a reset or no reply during the handshake, a replica where a
   master is needed, no sentinel answer). Each attempt costs the server or
@@ -20,11 +24,17 @@ from __future__ import annotations
 
 import enum
 import random
+import time
 
 from supervisor.backoff import Backoff, Jitter
 from supervisor.causes import Cause
 
-__all__ = ("Schedule", "Showed", "showed_by")
+__all__ = ("REFUSED_FAST_FOR", "REFUSED_SLOW", "Schedule", "Showed", "showed_by")
+
+REFUSED_FAST_FOR = 1.0
+"""Seconds of refused attempts tried every ``refused_interval``: a restart's gap."""
+REFUSED_SLOW = 0.02
+"""The longest wait between refused attempts after that."""
 
 
 class Showed(enum.Enum):
@@ -69,12 +79,20 @@ class Schedule:
         self._backoff = Backoff(backoff_base, backoff_cap, jitter=jitter, rng=self._rng)
         self.attempts = 0
         """Failed attempts since the last success."""
+        self._refused_since: float | None = None
 
     def next_delay(self, showed: Showed) -> float:
         """Count a failed attempt and return the wait before the next one."""
         self.attempts += 1
         if showed is Showed.REFUSED:
-            return self._rng.uniform(self._refused / 2, self._refused)
+            now = time.monotonic()
+            if self._refused_since is None:
+                self._refused_since = now
+            wait = self._refused
+            if now - self._refused_since >= REFUSED_FAST_FOR:
+                wait = max(wait, REFUSED_SLOW)
+            return self._rng.uniform(wait / 2, wait)
+        self._refused_since = None
         if showed is Showed.AUTH:
             return self._auth
         return self._backoff.next_delay()
@@ -82,4 +100,5 @@ class Schedule:
     def reset(self) -> None:
         """A connection worked: the next failure starts from the shortest wait."""
         self.attempts = 0
+        self._refused_since = None
         self._backoff.reset()

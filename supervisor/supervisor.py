@@ -8,10 +8,11 @@ only reads the gate and reports what broke.
 
 from __future__ import annotations
 
+import asyncio
 import random
 import time
 from collections import Counter
-from collections.abc import AsyncGenerator
+from collections.abc import AsyncGenerator, Awaitable, Callable
 from contextlib import asynccontextmanager, suppress
 from dataclasses import replace
 from typing import NamedTuple, Self, final
@@ -49,6 +50,7 @@ __all__ = ("Supervisor", "SupervisorStatistics")
 
 _MAX_PENDING_LOSSES = 1000
 _SERVING = (ConnectionState.READY, ConnectionState.UNHEALTHY, ConnectionState.OVERLOADED)
+_DOWN = (ConnectionState.CONNECTING, ConnectionState.RECONNECTING)
 _DISCOVERY_GAP = 0.1
 """Seconds between asking the sentinels while reconnecting fast: their pushes
 (``+switch-master``) cut any wait short, so polling faster buys nothing."""
@@ -302,13 +304,17 @@ class Supervisor(Observable, AsyncContextManagerMixin):
                 await self._check_once()
 
     async def _rest(self, delay: float) -> None:
-        """Wait ``delay`` seconds, or less if a hint comes."""
+        """Wait ``delay`` seconds, or less if a hint comes. A timer that gives the hint
+        itself is one callback where a cancel scope's deadline is several: this wait
+        comes between every two attempts of a long outage."""
         hint = self._hint
         assert hint is not None
-        with anyio.move_on_after(delay):
+        timer = asyncio.get_running_loop().call_later(delay, hint.set)
+        try:
             await hint.wait()
-        if hint.is_set():
-            self._hint = anyio.Event()
+        finally:
+            timer.cancel()
+        self._hint = anyio.Event()
 
     async def _connect_once(self) -> None:
         wait = self._attempt_due - time.monotonic()
@@ -320,6 +326,8 @@ class Supervisor(Observable, AsyncContextManagerMixin):
             ):
                 self._discovered_at = time.monotonic()
                 await self._follow(await self._sentinel.discover(), self._cause or Cause.FAILOVER)
+            if self._situation is not None and self._situation[1] is Showed.REFUSED:
+                await self._probe.knock()
             facts = await self._probe.open(self._facts)
         except ProbeFailed as failure:
             self._retry_later(failure.cause, failure.detail, failure.showed)
@@ -496,8 +504,33 @@ class Supervisor(Observable, AsyncContextManagerMixin):
         self._round_due = time.monotonic() + self._period()
         if self._state is ConnectionState.OVERLOADED and not self._probe.is_open:
             return  # reopening it would be a second dial; the prober's attempts tell
-        failed_before = self._failed_commands
         self._health_checks += 1
+        await self._within_deadline(self._round_steps)
+
+    async def _verify(self) -> None:
+        await self._within_deadline(self._verify_steps)
+
+    async def _within_deadline(self, check: Callable[[], Awaitable[None]]) -> None:
+        """Run every step of a check (reopening the probe, PING, the facts, the samples,
+        the idle refresh) under the one ``health_check_timeout`` that governs the whole:
+        a server that stops at any point of it is seen at that deadline."""
+        timeout = self.config.health_check_timeout
+        self._probe.step = None
+        with anyio.move_on_after(timeout) as scope:
+            await check()
+        if scope.cancelled_caught:
+            step = self._probe.step or "the PING of idle connections"
+            await self._probe.close()
+            failure = ProbeFailed(
+                Cause.NETWORK,
+                f"no reply to {step} within health_check_timeout={timeout:g} s, the bound "
+                "of the whole check (server stalled or packets dropped)",
+                stalled=True,
+            )
+            await self._check_failed(failure, reopen=False)
+
+    async def _round_steps(self) -> None:
+        failed_before = self._failed_commands
         opening = not self._probe.is_open
         try:
             if opening:
@@ -516,10 +549,9 @@ class Supervisor(Observable, AsyncContextManagerMixin):
         refresh_after = (facts.idle_timeout or 0) / 3 or float("inf")
         await self._pool.refresh_idle(refresh_after, self.config.health_check_timeout)
         if self._mux is not None:
-            with anyio.move_on_after(self.config.health_check_timeout):
-                await self._mux.refresh_idle(refresh_after)
+            await self._mux.refresh_idle(refresh_after)
 
-    async def _verify(self) -> None:
+    async def _verify_steps(self) -> None:
         """A command failed: one PING says whether the server still answers (a LOADING
         server does not); a READONLY reply also costs an ``INFO`` for the role."""
         failed_before = self._failed_commands
@@ -655,6 +687,7 @@ class Supervisor(Observable, AsyncContextManagerMixin):
 
     def _healthy(self, facts: ServerFacts | None, failed_before: int) -> None:
         self._alert_refusals()
+        before = self._facts
         if facts is not None:
             self._attribute_losses(facts)
         # during a failover the old master answers until Sentinel moves it: wait for the
@@ -667,6 +700,8 @@ class Supervisor(Observable, AsyncContextManagerMixin):
             return
         if self._state is ConnectionState.UNHEALTHY:
             self._transition(ConnectionState.READY, self._cause, "answers health checks again")
+            if facts is not None and before is not None and facts.run_id != before.run_id:
+                self.gate.set(Admission.OPEN, new_generation=True)  # restarted while stalled
         elif self.gate.admission is Admission.VERIFYING:
             turned_away, self._turned_away = self._turned_away, None
             if turned_away is not None:
@@ -738,8 +773,10 @@ class Supervisor(Observable, AsyncContextManagerMixin):
         if new is ConnectionState.READY:
             self._turned_away = None
             self._pool.allow_dialing(True)
-            # leaving OVERLOADED, the connections that kept working stay in use
-            self.gate.set(Admission.OPEN, new_generation=previous is not ConnectionState.OVERLOADED)
+            # only an outage renews the pool: after a stall (UNHEALTHY) or OVERLOADED the
+            # same server answers on the same connections, and a command that timed out
+            # meanwhile was that command's own, not a lost one
+            self.gate.set(Admission.OPEN, new_generation=previous in _DOWN)
         elif new is ConnectionState.OVERLOADED:
             self._pool.allow_dialing(False)
             self.gate.set(Admission.OPEN)

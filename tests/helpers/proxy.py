@@ -35,6 +35,7 @@ class FaultProxy:
         self._requests_released.set()
         self.held = asyncio.Event()
         self._cut_pattern: re.Pattern[bytes] | None = None
+        self._hold_pattern: re.Pattern[bytes] | None = None
         self.cut_done = asyncio.Event()
         self._server: asyncio.Server | None = None
         self._tasks: set[asyncio.Task[None]] = set()
@@ -82,9 +83,14 @@ class FaultProxy:
     def cut_reply_after(self, command: bytes) -> None:
         """``b"GET"`` matches ``GET key`` but not ``CONFIG GET`` or ``GETEX``."""
         self.cut_done.clear()
-        self._cut_pattern = re.compile(
-            rb"\*\d+\r\n\$\d+\r\n" + re.escape(command) + rb"\r\n", re.IGNORECASE
-        )
+        self._cut_pattern = _pattern(command)
+
+    def hold_replies_from(self, command: bytes) -> None:
+        """``hold_replies()`` from the moment a client sends ``command`` (matched as in
+        ``cut_reply_after``: ``b"CONFIG"`` for ``CONFIG GET``), that command's reply
+        included: a server stopped at that point of a conversation."""
+        self.held.clear()
+        self._hold_pattern = _pattern(command)
 
     async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         self.accepted += 1
@@ -132,6 +138,9 @@ class FaultProxy:
             if upstream and self._cut_pattern is not None and self._cut_pattern.search(data):
                 self._cut_pattern = None
                 armed.set()
+            elif upstream and self._hold_pattern is not None and self._hold_pattern.search(data):
+                self._hold_pattern = None
+                self._released.clear()
             elif not upstream and armed.is_set():
                 client.transport.abort()
                 self.cut_done.set()
@@ -143,3 +152,7 @@ class FaultProxy:
                 await self._requests_released.wait()
             dst.write(data)
             await dst.drain()
+
+
+def _pattern(command: bytes) -> re.Pattern[bytes]:
+    return re.compile(rb"\*\d+\r\n\$\d+\r\n" + re.escape(command) + rb"\r\n", re.IGNORECASE)

@@ -1,0 +1,210 @@
+"""Under pressure: a stall at any step of a health check, a full pool, a crowd at the
+gate, a long refused outage, a busy server. Each test goes through the public surface
+against a real redis-server."""
+
+from __future__ import annotations
+
+import anyio
+import pytest
+from redis.exceptions import TimeoutError as RedisTimeoutError
+
+from supervisor import ConnectionState, Unavailable
+from supervisor.gate import Admission, Gate
+from supervisor.probe import Probe, ProbeFailed
+from supervisor.schedule import Showed
+from supervisor.testing import free_port
+from tests.helpers.events import until
+from tests.helpers.loops import poll
+
+READY = ConnectionState.READY
+
+
+def _down(event: object) -> bool:
+    current = getattr(event, "current", None)
+    return current in (ConnectionState.UNHEALTHY, ConnectionState.RECONNECTING)
+
+
+@pytest.mark.parametrize("step", [b"PING", b"INFO", b"CONFIG", b"HELLO"])
+async def test_a_stall_at_any_step_of_the_round_is_seen_at_its_deadline(
+    server, proxy, supervise, step
+):
+    """The server stops answering at one step of a health round (its reply held by the
+    proxy, as a SIGSTOP there would): the check fails at the round's one deadline, not
+    after ``socket_connect_timeout`` (30 s here, far past the wait below)."""
+    admin = server.admin()
+    async with supervise(proxy.url, socket_connect_timeout=30.0, command_deadline=60.0) as sup:
+        await sup.wait_for(READY, timeout=5)
+        async with sup.subscribe() as events:
+            proxy.hold_replies_from(step)
+            if step == b"HELLO":
+                # the probe reopens (and so says HELLO) once its connection is killed
+                admin.client_kill_filter(skipme=True)
+            try:
+                with anyio.fail_after(10):
+                    await proxy.held.wait()
+                down = await until(events, _down, bound=10)
+            finally:
+                proxy.release_replies()
+            expected = "handshake" if step == b"HELLO" else step.decode()
+            assert expected in down.detail, down.detail
+            await until(events, lambda e: getattr(e, "current", None) is READY)
+    admin.close()
+
+
+async def test_a_released_connection_goes_to_the_oldest_waiter_not_a_newcomer(
+    server, supervise
+):
+    """One connection, held by a BLPOP; three commands wait in line. When the BLPOP
+    returns, its task sends a command at once, while the first waiter has been woken
+    but has not run yet: the newcomer queues behind the three, who go in order."""
+    admin = server.admin()
+    order: list[object] = []
+    async with supervise(server.url, max_connections=1) as sup:
+        await sup.wait_for(READY, timeout=5)
+        async with anyio.create_task_group() as tg:
+
+            async def holder() -> None:
+                await sup.client.blpop(["q"], 10)
+                await sup.client.get("k")
+                order.append("newcomer")
+
+            async def waiter(i: int) -> None:
+                await sup.client.get("k")
+                order.append(i)
+
+            tg.start_soon(holder)
+            await poll(
+                lambda: int(admin.info("clients")["blocked_clients"]) == 1,
+                "the BLPOP to hold the only connection",
+            )
+            for i in range(3):
+                tg.start_soon(waiter, i)
+                await poll(
+                    lambda: sup.statistics().waiters == i + 1,
+                    f"{i + 1} commands waiting in line",
+                    lambda: sup.statistics().waiters,
+                )
+            admin.lpush("q", "x")
+        assert order == [0, 1, 2, "newcomer"]
+    admin.close()
+
+
+async def test_a_waiter_out_of_time_passes_its_turn_on(server, supervise):
+    """Waiters that give up (cancelled, or past their deadline) leave the line without
+    keeping the connection from the ones behind them."""
+    admin = server.admin()
+    async with supervise(server.url, max_connections=1) as sup:
+        await sup.wait_for(READY, timeout=5)
+        results: list[object] = []
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(sup.client.blpop, ["q"], 10)
+            await poll(
+                lambda: int(admin.info("clients")["blocked_clients"]) == 1,
+                "the BLPOP to hold the only connection",
+            )
+            async with anyio.create_task_group() as quitters:
+                for _ in range(3):
+                    quitters.start_soon(sup.client.get, "k")
+                await poll(lambda: sup.statistics().waiters == 3, "3 waiters")
+                quitters.cancel_scope.cancel()
+
+            async def get() -> None:
+                results.append(await sup.client.get("k"))
+
+            tg.start_soon(get)
+            await poll(lambda: sup.statistics().waiters == 1, "the waiter after them")
+            admin.lpush("q", "x")
+        assert results == [None]
+        assert sup.statistics().waiters == 0
+    admin.close()
+
+
+async def test_a_full_line_fails_at_once_with_max_waiters(server, supervise):
+    admin = server.admin()
+    async with supervise(server.url, max_connections=1, max_waiters=2) as sup:
+        await sup.wait_for(READY, timeout=5)
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(sup.client.blpop, ["q"], 10)
+            await poll(
+                lambda: int(admin.info("clients")["blocked_clients"]) == 1,
+                "the BLPOP to hold the only connection",
+            )
+            tg.start_soon(sup.client.get, "k")
+            tg.start_soon(sup.client.get, "k")
+            await poll(lambda: sup.statistics().waiters == 2, "2 waiters")
+            with anyio.fail_after(1), pytest.raises(Unavailable, match="max_waiters"):
+                await sup.client.get("k")
+            admin.lpush("q", "x")
+    admin.close()
+
+
+async def test_a_failed_attempt_that_changes_nothing_wakes_no_waiter():
+    """The prober sets the gate after every failed attempt; only a change of admission
+    wakes the commands waiting at it."""
+    gate = Gate(max_waiters=10, fail_fast=False)
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(gate.wait_open, anyio.current_time() + 10)
+        await anyio.wait_all_tasks_blocked()
+        changed = gate._changed
+        assert changed is not None
+        for _ in range(20):
+            gate.set(Admission.DOWN)
+        assert gate._changed is changed and not changed.is_set()
+        gate.set(Admission.OPEN)
+    assert gate.waiters == 0
+
+
+async def test_a_refused_port_is_knocked_on_without_a_redis_connection(server):
+    """While nothing listens the prober only knocks (a bare connect): it raises REFUSED
+    there, and lets the full attempt go ahead where something accepts."""
+    from redis.asyncio.connection import Connection
+
+    port = free_port()
+    probe = Probe(
+        Connection,
+        {"host": "127.0.0.1", "port": port},
+        timeout=1,
+        connect_timeout=1,
+        idle_timeout=None,
+    )
+    with pytest.raises(ProbeFailed) as refused:
+        await probe.knock()
+    assert refused.value.showed is Showed.REFUSED
+    assert f"127.0.0.1:{port}" in refused.value.detail
+    listening = Probe(
+        Connection,
+        {"host": "127.0.0.1", "port": server.port},
+        timeout=1,
+        connect_timeout=1,
+        idle_timeout=None,
+    )
+    await listening.knock()
+
+
+_BUSY = """
+local t0 = redis.call('TIME')
+local start = t0[1] * 1000000 + t0[2]
+while true do
+  local t = redis.call('TIME')
+  if t[1] * 1000000 + t[2] - start > tonumber(ARGV[1]) then break end
+end
+return 1
+"""
+
+
+async def test_a_read_that_times_out_on_a_busy_server_runs_once_and_times_out(
+    server, supervise
+):
+    """A slow script outlives ``socket_timeout``: the server is busy, not lost. The
+    check that follows finds the same server on the same address, so the read is not
+    sent again; the caller gets redis-py's TimeoutError, and the script ran once."""
+    admin = server.admin()
+    admin.config_resetstat()
+    async with supervise(server.url, socket_timeout=0.5, socket_connect_timeout=0.3) as sup:
+        await sup.wait_for(READY, timeout=5)
+        with pytest.raises(RedisTimeoutError):
+            await sup.client.eval_ro(_BUSY, 0, 1_500_000)
+        stats = admin.info("commandstats")
+        assert stats["cmdstat_eval_ro"]["calls"] == 1, stats["cmdstat_eval_ro"]
+        assert await sup.client.get("k") is None
+    admin.close()

@@ -80,7 +80,7 @@ async def test_a_released_connection_goes_to_the_oldest_waiter_not_a_newcomer(
             for i in range(3):
                 tg.start_soon(waiter, i)
                 await poll(
-                    lambda: sup.statistics().waiters == i + 1,
+                    lambda n=i + 1: sup.statistics().waiters == n,
                     f"{i + 1} commands waiting in line",
                     lambda: sup.statistics().waiters,
                 )

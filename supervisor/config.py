@@ -162,6 +162,10 @@ class SupervisorConfig:
         _validate_url(self.url)
         _apply_url_options(self)
         _validate(self)
+        # command names are compared upper-case wherever they come from
+        object.__setattr__(
+            self, "idempotent_commands", tuple(n.upper() for n in self.idempotent_commands)
+        )
 
     def __repr__(self) -> str:
         fields = ", ".join(
@@ -342,6 +346,8 @@ def _closest(key: str, known: set[str]) -> str:
 
 _MAX_SECONDS = 86400.0
 """A day: longer waits are a typo (or ``inf``), not a setting."""
+_MIN_SECONDS = 0.001
+"""A millisecond: shorter waits are below what the event loop times, a busy loop."""
 
 
 def _validate(c: SupervisorConfig) -> None:
@@ -362,10 +368,11 @@ def _validate(c: SupervisorConfig) -> None:
         if (
             isinstance(value, bool)
             or not isinstance(value, (int, float))
-            or not 0 < value < _MAX_SECONDS
+            or not _MIN_SECONDS <= value < _MAX_SECONDS
         ):
             raise ConfigError(
-                f"{name} must be a number of seconds > 0 and < {_MAX_SECONDS:g}, got {value!r}"
+                f"{name} must be a number of seconds from {_MIN_SECONDS:g} to below "
+                f"{_MAX_SECONDS:g}, got {value!r}"
             )
     # the kernel caps the keepalive settings (Linux: 32767 s, 127 probes)
     integers: dict[str, tuple[int, int]] = {
@@ -401,10 +408,18 @@ def _validate(c: SupervisorConfig) -> None:
     if c.server_idle_timeout is not None and (
         isinstance(c.server_idle_timeout, bool)
         or not isinstance(c.server_idle_timeout, (int, float))
-        or c.server_idle_timeout < 0
+        or not 0 <= c.server_idle_timeout < _MAX_SECONDS
     ):
         raise ConfigError(
-            f"server_idle_timeout must be seconds >= 0, got {c.server_idle_timeout!r}"
+            f"server_idle_timeout must be seconds from 0 (the server has no idle timeout) "
+            f"to below {_MAX_SECONDS:g}, or None, got {c.server_idle_timeout!r}"
+        )
+    if not isinstance(c.idempotent_commands, (list, tuple)) or not all(
+        isinstance(n, str) and n.strip() for n in c.idempotent_commands
+    ):
+        raise ConfigError(
+            "idempotent_commands must be a list of command names, "
+            f"got {c.idempotent_commands!r}"
         )
     _validate_sentinels(c)
     for flag in ("tcp_keepalive", "decode_responses", "auto_pipeline", "sentinel_tls"):
@@ -506,6 +521,13 @@ def _validate_redis_options(c: SupervisorConfig) -> None:
                 raise ConfigError(
                     f"{where}: {name!r} is not a redis-py connection option{_closest(name, known)}"
                 )
+            if name == "health_check_interval" and not _seconds_or_zero(value):
+                raise ConfigError(
+                    f"{where}: health_check_interval={value!r} is redis-py's check of each "
+                    "connection before use: seconds from 0 (off) to below "
+                    f"{_MAX_SECONDS:g}; the supervisor's own health_check_interval is a "
+                    "config key"
+                )
     kwargs = c.connection_kwargs()
     kwargs.pop("connection_class", None)
     try:
@@ -513,6 +535,14 @@ def _validate_redis_options(c: SupervisorConfig) -> None:
     except (TypeError, ValueError, RedisError) as exc:
         # redis-py's message names the option, not a secret value
         raise ConfigError(f"redis_options/url: redis-py refuses them: {exc}") from None
+
+
+def _seconds_or_zero(value: Any) -> bool:
+    try:
+        seconds = float(value)
+    except (TypeError, ValueError):
+        return False
+    return not isinstance(value, bool) and 0 <= seconds < _MAX_SECONDS
 
 
 def _retries_off(name: str, value: Any) -> bool:

@@ -208,3 +208,14 @@ async def test_a_read_that_times_out_on_a_busy_server_runs_once_and_times_out(
         assert stats["cmdstat_eval_ro"]["calls"] == 1, stats["cmdstat_eval_ro"]
         assert await sup.client.get("k") is None
     admin.close()
+
+
+async def test_idempotent_commands_given_in_lower_case_are_re_sent(proxy, supervise):
+    """``idempotent_commands=("set",)`` passed to the constructor: a SET whose reply is
+    lost goes again (it raised OutcomeUnknown while only upper case counted)."""
+    async with supervise(proxy.url, idempotent_commands=("set",)) as sup:
+        await sup.wait_for(READY, timeout=5)
+        proxy.cut_reply_after(b"SET")
+        assert await sup.client.set("k", "v") is True
+        assert proxy.cut_done.is_set()
+        assert await sup.client.get("k") == b"v"

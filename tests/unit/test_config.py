@@ -69,10 +69,19 @@ def test_unknown_key_is_named_with_a_suggestion(tmp_path):
         ({"tcp_keepalive": "perhaps"}, "tcp_keepalive must be a bool"),
         ({"client_name": "has space"}, "client_name"),
         ({"backoff_jitter": "none"}, "backoff_jitter"),
-        ({"command_deadline": float("inf")}, r"command_deadline must be .* < 86400"),
+        ({"command_deadline": float("inf")}, r"command_deadline must be .* below 86400"),
         ({"backoff_cap": float("nan")}, "backoff_cap must be"),
         ({"refused_interval": "inf"}, "refused_interval must be"),
         ({"tcp_keepalive_idle": 10**6}, "tcp_keepalive_idle must be an integer from 1 to 32767"),
+        ({"refused_interval": 1e-9}, r"refused_interval must be .* from 0.001"),
+        ({"health_check_timeout": 1e-9}, r"health_check_timeout must be .* from 0.001"),
+        ({"server_idle_timeout": float("nan")}, "server_idle_timeout must be"),
+        ({"server_idle_timeout": float("inf")}, "server_idle_timeout must be"),
+        ({"server_idle_timeout": 1e308}, "server_idle_timeout must be"),
+        (
+            {"url": "redis://127.0.0.1:6379/0?health_check_interval=-1"},
+            "health_check_interval=.* redis-py's check",
+        ),
     ],
 )
 def test_bad_values_name_the_key(values, message):
@@ -264,3 +273,10 @@ def test_cluster_refuses_redis_options_its_client_cannot_take():
     ClusterSupervisor(SupervisorConfig(cluster_nodes=nodes, redis_options={"encoding": "latin-1"}))
     with pytest.raises(ConfigError, match="'socket_type': redis-py's RedisCluster does not"):
         ClusterSupervisor(SupervisorConfig(cluster_nodes=nodes, redis_options={"socket_type": 0}))
+
+
+def test_command_names_are_compared_whatever_their_case():
+    """``idempotent_commands`` given in lower case to the constructor counts as given in
+    upper case (it did only from a file or the environment)."""
+    config = SupervisorConfig(idempotent_commands=("set", "Hset"))
+    assert config.idempotent_commands == ("SET", "HSET")

@@ -1,8 +1,9 @@
 """Embedding in ASGI web apps (Starlette, FastAPI...) without depending on any of them.
 
 ``lifespan(config)`` starts a supervisor with the app and stops it with the
-app; ``ReadinessApp`` is a tiny ASGI endpoint answering 200 while the target is
-READY and 503 (with the state and cause) otherwise.
+app; ``ReadinessApp`` is a tiny ASGI endpoint answering 200 while commands are
+served (READY, or OVERLOADED on the connections that exist) and 503 (with the
+state and cause) otherwise.
 
     app = Starlette(routes=[Route("/ready", ReadinessApp())], lifespan=lifespan(config))
 """
@@ -47,7 +48,8 @@ def lifespan(
 
 
 def readiness(sup: Supervisor) -> tuple[int, dict[str, object]]:
-    """``(200, body)`` while READY, else ``(503, body)``; the body names state and cause."""
+    """``(200, body)`` while commands are served (READY or OVERLOADED), else ``(503,
+    body)``; the body names state and cause."""
     return health_response({"redis": sup})
 
 

@@ -418,8 +418,7 @@ def _validate(c: SupervisorConfig) -> None:
         isinstance(n, str) and n.strip() for n in c.idempotent_commands
     ):
         raise ConfigError(
-            "idempotent_commands must be a list of command names, "
-            f"got {c.idempotent_commands!r}"
+            f"idempotent_commands must be a list of command names, got {c.idempotent_commands!r}"
         )
     _validate_sentinels(c)
     for flag in ("tcp_keepalive", "decode_responses", "auto_pipeline", "sentinel_tls"):

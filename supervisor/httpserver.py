@@ -4,10 +4,12 @@ Two GET routes do not justify a server library in the core: one would bring its
 own logging setup and lifecycle into the app's event loop. This one reads one
 request head, answers and closes, and is bounded by construction:
 
-- at most ``max_connections`` exchanges at once; a connection beyond that is
-  closed at once (the kernel's backlog holds the rest);
+- at most ``max_connections`` exchanges at once; a connection beyond that takes
+  the slot of the oldest one that has not sent its request head yet (a silent or
+  trickling client), and is closed only when every slot is answering;
 - one deadline covers each whole exchange, so a slow or idle client holds its
-  slot for ``deadline`` seconds at most;
+  slot for ``deadline`` seconds at most; a probe that sends its request at once is
+  answered whatever number of idle connections is held against the port;
 - a failed ``accept()`` (EMFILE: the process is out of file descriptors) pauses
   accepting and is logged once; it never ends the process;
 - a handler that raises answers 500; the listener goes on.
@@ -79,6 +81,8 @@ class _Responder:
         self._deadline = deadline
         self._log = log
         self._active = 0
+        self._silent: dict[object, anyio.CancelScope] = {}
+        """Exchanges still waiting for their request head, oldest first."""
         self._accept_failing = False
 
     async def accept_from(self, listener: SocketListener) -> None:
@@ -97,28 +101,39 @@ class _Responder:
                     continue
                 self._accept_failing = False
                 if self._active >= self._max:
-                    await stream.aclose()
-                    continue
+                    if not self._silent:
+                        await stream.aclose()
+                        continue
+                    oldest = next(iter(self._silent))
+                    self._silent.pop(oldest).cancel()  # its slot is this one's
                 self._active += 1
                 tg.start_soon(self._exchange, stream)
 
     async def _exchange(self, stream: SocketStream) -> None:
+        key = object()
         try:
             async with stream:
-                with anyio.move_on_after(self._deadline):
-                    await self._answer(stream)
+                with anyio.move_on_after(self._deadline), anyio.CancelScope() as silent:
+                    self._silent[key] = silent
+                    head = await self._read_head(stream)
+                    self._silent.pop(key, None)
+                    await self._answer(stream, head)
         except Exception as exc:  # one exchange never ends the listener
             self._log.log(logging.WARNING, "http_exchange_failed", error=describe(exc))
         finally:
+            self._silent.pop(key, None)
             self._active -= 1
 
-    async def _answer(self, stream: SocketStream) -> None:
+    async def _read_head(self, stream: SocketStream) -> bytes:
         head = b""
         while not head_complete(head) and len(head) < _MAX_HEAD:
             try:
                 head += await stream.receive()
             except (anyio.EndOfStream, anyio.BrokenResourceError):
                 break
+        return head
+
+    async def _answer(self, stream: SocketStream, head: bytes) -> None:
         parts = head.split(b"\n", 1)[0].decode("latin-1").split()
         if len(parts) != 3:
             response = Response(400, b'{"error": "bad request"}')

@@ -77,9 +77,13 @@ async def _count_events(name: str, sup: AnySupervisor, metrics: Metrics) -> None
             metrics.record(name, event)
 
 
+_SERVING = (ConnectionState.READY, ConnectionState.OVERLOADED)
+
+
 def health_response(supervisors: Mapping[str, AnySupervisor]) -> tuple[int, dict[str, object]]:
-    """200 when every target is READY, else 503; the body names each state and cause
-    (and, for a cluster, each node)."""
+    """200 when every target serves commands (READY, or OVERLOADED: commands run on the
+    connections that exist), else 503; the body names each state and cause (and, for a
+    cluster, each node)."""
     targets: dict[str, dict[str, object]] = {}
     for name, sup in supervisors.items():
         targets[name] = {
@@ -93,7 +97,7 @@ def health_response(supervisors: Mapping[str, AnySupervisor]) -> tuple[int, dict
                 address: {"role": n.role, "up": n.up, "slots": n.slots, "detail": n.detail}
                 for address, n in sup.nodes.items()
             }
-    ready = all(sup.state is ConnectionState.READY for sup in supervisors.values())
+    ready = all(sup.state in _SERVING for sup in supervisors.values())
     return (200 if ready else 503), {
         "status": "ready" if ready else "unavailable",
         "targets": targets,

@@ -704,11 +704,12 @@ class Supervisor(Observable, AsyncContextManagerMixin):
                 self.gate.set(Admission.OPEN, new_generation=True)  # restarted while stalled
         elif self.gate.admission is Admission.VERIFYING:
             turned_away, self._turned_away = self._turned_away, None
+            cause = None
             if turned_away is not None:
                 cause, _ = attribute(Evidence(error=turned_away.error, reachable=True))
-                self._overloaded(
-                    cause if cause is Cause.MAXCLIENTS else Cause.NETWORK, turned_away.error
-                )
+            if turned_away is not None and cause is Cause.MAXCLIENTS:
+                # the server said so; a reset during a handshake (CLIENT KILL) does not
+                self._overloaded(cause, turned_away.error)
             elif self._failed_commands == failed_before:
                 self.gate.set(Admission.OPEN)
             elif self._wake is not None:

@@ -51,9 +51,7 @@ async def test_a_stall_at_any_step_of_the_round_is_seen_at_its_deadline(
     admin.close()
 
 
-async def test_a_released_connection_goes_to_the_oldest_waiter_not_a_newcomer(
-    server, supervise
-):
+async def test_a_released_connection_goes_to_the_oldest_waiter_not_a_newcomer(server, supervise):
     """One connection, held by a BLPOP; three commands wait in line. When the BLPOP
     returns, its task sends a command at once, while the first waiter has been woken
     but has not run yet: the newcomer queues behind the three, who go in order."""
@@ -192,9 +190,7 @@ return 1
 """
 
 
-async def test_a_read_that_times_out_on_a_busy_server_runs_once_and_times_out(
-    server, supervise
-):
+async def test_a_read_that_times_out_on_a_busy_server_runs_once_and_times_out(server, supervise):
     """A slow script outlives ``socket_timeout``: the server is busy, not lost. The
     check that follows finds the same server on the same address, so the read is not
     sent again; the caller gets redis-py's TimeoutError, and the script ran once."""
@@ -219,3 +215,71 @@ async def test_idempotent_commands_given_in_lower_case_are_re_sent(proxy, superv
         assert await sup.client.set("k", "v") is True
         assert proxy.cut_done.is_set()
         assert await sup.client.get("k") == b"v"
+
+
+def test_overloaded_is_ready_with_its_state_in_the_body():
+    """OVERLOADED serves commands on the connections that exist: a readiness probe says
+    ready (200) and names the state, so replicas are not all pulled at once."""
+    from supervisor.service import health_response
+
+    class Seen:
+        target = "127.0.0.1:6379/0"
+        cause = None
+        detail = "new connections are turned away"
+
+        def __init__(self, state: ConnectionState) -> None:
+            self.state = state
+
+    status, body = health_response({"redis": Seen(ConnectionState.OVERLOADED)})  # type: ignore[dict-item]
+    assert status == 200 and body["targets"]["redis"]["state"] == "overloaded"  # type: ignore[index]
+    status, _ = health_response({"redis": Seen(ConnectionState.RECONNECTING)})  # type: ignore[dict-item]
+    assert status == 503
+
+
+async def test_client_kill_of_every_connection_is_not_overloaded(server, supervise):
+    """CLIENT KILL closes the app's connections (the server turns nobody away): never
+    OVERLOADED, only evidence from the server (maxclients) makes it so."""
+    from tests.helpers.events import Recorder
+
+    admin = server.admin()
+    async with supervise(server.url) as sup:
+        await sup.wait_for(READY, timeout=5)
+        recorder = Recorder()
+        async with anyio.create_task_group() as tg, sup.subscribe() as events:
+            tg.start_soon(recorder.record, events)
+            for _ in range(5):
+                async with anyio.create_task_group() as load:
+                    for i in range(20):
+                        load.start_soon(sup.client.get, f"k{i}")
+                admin.client_kill_filter(skipme=True)
+                async with anyio.create_task_group() as load:
+                    for i in range(20):
+                        load.start_soon(sup.client.get, f"k{i}")
+            tg.cancel_scope.cancel()
+        states = [getattr(e, "current", None) for e in recorder.events]
+        assert ConnectionState.OVERLOADED not in states, states
+    admin.close()
+
+
+async def test_health_answers_with_many_silent_connections_held_against_it():
+    """200 connections that send nothing (or trickle) are held against the listener: a
+    probe that sends its request at once still gets its answer, each time."""
+    import httpx
+
+    from supervisor.httpserver import Response, serve
+
+    async with anyio.create_task_group() as tg:
+        port = await tg.start(serve, "127.0.0.1", 0, lambda path: Response(200, b"{}"))
+        idle = [await anyio.connect_tcp("127.0.0.1", port) for _ in range(100)]
+        trickle = []
+        for _ in range(100):
+            stream = await anyio.connect_tcp("127.0.0.1", port)
+            await stream.send(b"GET /health HT")
+            trickle.append(stream)
+        async with httpx.AsyncClient(timeout=5) as client:
+            for _ in range(20):
+                response = await client.get(f"http://127.0.0.1:{port}/health")
+                assert response.status_code == 200
+        for stream in idle + trickle:
+            await stream.aclose()
+        tg.cancel_scope.cancel()

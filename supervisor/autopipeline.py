@@ -14,8 +14,15 @@ written yet (``NotSent``); ``SupervisedRedis`` applies the one re-send rule to
 each. A cancelled caller's command is dropped if it was not written yet; if it
 was, its reply is read and discarded, never handed to anyone else.
 
+Under pressure it behaves as the pool does: at most ``max_waiters`` commands are
+queued or in flight on the lane (more fail at once with ``Unavailable``); while the
+pool may not dial (the server turns new connections away) or the lane cannot be
+opened because the server turned it away, commands run on the pool's connections
+instead of dialing.
+
 The lane is an asyncio protocol driven by the event loop's callbacks: there is no
-background task, and ``aclose()`` closes every socket.
+background task, and ``aclose()`` closes every socket, one being opened included,
+and settles every caller at once.
 """
 
 from __future__ import annotations
@@ -28,6 +35,7 @@ from typing import Any
 
 import anyio
 import hiredis
+from redis.asyncio import Redis
 from redis.asyncio.connection import AbstractConnection
 from redis.client import EMPTY_RESPONSE, NEVER_DECODE
 from redis.exceptions import ConnectionError as RedisConnectionError
@@ -36,6 +44,7 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from supervisor.losses import Loss, Reported, Watcher, describe
 from supervisor.pool import NotSent, SupervisedConnectionPool, _not_sent
+from supervisor.probe import drop
 from supervisor.resend import BLOCKING
 from supervisor.schedule import Showed
 
@@ -223,6 +232,8 @@ class Multiplexer:
         self._gate = pool._watcher.gate
         self._lane: _Lane | None = None
         self._opening: asyncio.Future[_Lane] | None = None
+        self._opener: anyio.CancelScope | None = None
+        self._waiting_open = 0
         self._closed = False
 
     async def execute(self, client: Any, args: tuple[Any, ...], options: dict[str, Any]) -> Any:
@@ -231,7 +242,24 @@ class Multiplexer:
             await gate.wait_open(anyio.current_time() + self._watcher.command_deadline)
         lane = self._lane
         if lane is None or not lane.open or lane.generation != gate.generation:
-            lane = await self._reopen()
+            if not self._pool.dialing:
+                return await Redis.execute_command(client, *args, **options)
+            try:
+                lane = await self._reopen()
+            except NotSent as exc:
+                if exc.showed is not Showed.TURNED_AWAY or isinstance(exc, Reported):
+                    raise
+                # the server turned the lane away (maxclients): say so, and let the
+                # pool's connections serve meanwhile
+                self._watcher.connection_lost(
+                    Loss(describe(exc), None, command_failed=True, turned_away=True)
+                )
+                return await Redis.execute_command(client, *args, **options)
+        if lane.load >= gate.max_waiters:
+            raise self._watcher.unavailable(
+                f"{lane.load} commands already queued or in flight on the shared "
+                "connection (max_waiters)"
+            )
         response = await lane.submit(lane.connection.pack_command(*args))
         if isinstance(response, Exception):  # an error reply, typed as redis-py types it
             if EMPTY_RESPONSE in options and isinstance(response, ResponseError):
@@ -250,7 +278,16 @@ class Multiplexer:
         wait for it."""
         opening = self._opening
         if opening is not None:
-            return await asyncio.shield(opening)
+            if self._waiting_open >= self._gate.max_waiters:
+                raise self._watcher.unavailable(
+                    f"{self._waiting_open} commands already wait for the shared connection "
+                    "(max_waiters)"
+                )
+            self._waiting_open += 1
+            try:
+                return await asyncio.shield(opening)
+            finally:
+                self._waiting_open -= 1
         if self._closed:
             raise _unsent("the supervisor is closed")
         if self._lane is not None:
@@ -258,14 +295,19 @@ class Multiplexer:
             self._lane = None
         opening = self._opening = asyncio.get_running_loop().create_future()
         try:
-            lane = await self._open()
+            lane = None
+            with anyio.CancelScope() as self._opener:
+                lane = await self._open()
+            if lane is None:
+                raise _unsent("the supervisor is closed")
         except BaseException as exc:
             failed = exc if isinstance(exc, Exception) else _unsent("its opener was cancelled")
-            opening.set_exception(failed)
-            opening.exception()  # retrieved: waiters get it, nobody else needs to
+            if not opening.done():
+                opening.set_exception(failed)
+                opening.exception()  # retrieved: waiters get it, nobody else needs to
             raise
         finally:
-            self._opening = None
+            self._opening = self._opener = None
         if self._closed:
             lane.close()
             raise _unsent("the supervisor is closed")
@@ -282,7 +324,7 @@ class Multiplexer:
             await connection.disconnect()
             raise _not_sent(exc) from exc
         except BaseException:
-            await connection.disconnect()
+            await drop(connection)  # shielded: the opener may be cancelled at exit
             raise
         return _Lane(connection, generation, connection.socket_timeout, self._watcher)
 
@@ -298,8 +340,15 @@ class Multiplexer:
                 await lane.submit(lane.connection.pack_command("PING"))
 
     def aclose(self) -> None:
-        """Close the lane: its callers get the errors a lost connection gives."""
+        """Close the lane: its callers get the errors a lost connection gives; a lane
+        being opened is given up, and whoever waits for it is told at once."""
         self._closed = True
+        if self._opener is not None:
+            self._opener.cancel()
+        opening = self._opening
+        if opening is not None and not opening.done():
+            opening.set_exception(_unsent("the supervisor is closed"))
+            opening.exception()
         if self._lane is not None:
             self._lane.close()
 

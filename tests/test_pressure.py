@@ -283,3 +283,96 @@ async def test_health_answers_with_many_silent_connections_held_against_it():
         for stream in idle + trickle:
             await stream.aclose()
         tg.cancel_scope.cancel()
+
+
+async def test_auto_pipeline_queue_is_bounded_by_max_waiters(server, supervise):
+    """The server is stopped; 300 SETs go to the shared connection at once: beyond
+    max_waiters they fail at once with Unavailable, as on the pool; the others complete
+    once the server goes on."""
+    outcomes: list[str] = []
+    async with supervise(server.url, auto_pipeline=True, max_waiters=100) as sup:
+        await sup.wait_for(READY, timeout=5)
+        await sup.client.set("warm", "1")  # the lane is open
+        server.stop()
+        try:
+            async with anyio.create_task_group() as tg:
+
+                async def put(i: int) -> None:
+                    try:
+                        await sup.client.set(f"k{i}", "x" * 1000)
+                        outcomes.append("ok")
+                    except Unavailable:
+                        outcomes.append("unavailable")
+
+                for i in range(300):
+                    tg.start_soon(put, i)
+                await poll(
+                    lambda: outcomes.count("unavailable") >= 200,
+                    "200 SETs refused at once (max_waiters)",
+                    lambda: outcomes.count("unavailable"),
+                )
+                server.cont()
+        finally:
+            server.cont()
+    assert outcomes.count("unavailable") == 200, outcomes.count("unavailable")
+    assert outcomes.count("ok") == 100
+
+
+async def test_auto_pipeline_under_maxclients_runs_on_the_pools_connections(server, supervise):
+    """The shared connection is killed while the server is full: the lane cannot be
+    reopened, so commands run on the pool's idle connections (every one succeeds), and
+    nothing dials but the prober while OVERLOADED."""
+    admin = server.admin()
+    async with supervise(server.url, auto_pipeline=True, backoff_base=0.1) as sup:
+        await sup.wait_for(READY, timeout=5)
+        assert await sup.client.get("k") is None  # the lane is open
+        async with anyio.create_task_group() as tg:  # two pooled connections
+            for _ in range(2):
+                tg.start_soon(sup.client.blpop, ["q"], 0.05)
+        lane = [c for c in admin.client_list() if c["cmd"] == "get"]
+        assert len(lane) == 1, admin.client_list()
+        admin.client_kill_filter(_id=lane[0]["id"])
+        admin.config_set("maxclients", int(admin.info("clients")["connected_clients"]))
+        admin.config_resetstat()
+        results: list[object] = []
+        async with anyio.create_task_group() as tg:
+            for i in range(20):
+
+                async def get(i: int = i) -> None:
+                    results.append(await sup.client.get(f"c{i}"))
+
+                tg.start_soon(get)
+        assert results == [None] * 20  # every command served
+        rejected = int(admin.info("stats")["rejected_connections"])
+        assert rejected <= 1 + sup.statistics().connect_attempts, rejected
+        admin.config_set("maxclients", 10000)
+    admin.close()
+
+
+async def test_leaving_while_the_shared_connection_opens_settles_its_callers(proxy, supervise):
+    """The server stops answering while the shared connection is in its handshake
+    (``socket_timeout`` None: that handshake would wait forever). Leaving the supervisor
+    closes that socket and settles its 100 callers at once."""
+    from tests.helpers.loops import Tally
+
+    settled = Tally()
+    errors: list[BaseException] = []
+    async with anyio.create_task_group() as tg:
+        async with supervise(proxy.url, auto_pipeline=True, socket_timeout=None) as sup:
+            await sup.wait_for(READY, timeout=5)
+            proxy.hold_replies_from(b"CLIENT")  # the lane's handshake: CLIENT SETINFO
+
+            async def call() -> None:
+                try:
+                    await sup.client.get("k")
+                except Exception as exc:
+                    errors.append(exc)
+                settled.add()
+
+            for _ in range(100):
+                tg.start_soon(call)
+            with anyio.fail_after(10):
+                await proxy.held.wait()
+        await settled.reach(100, "the callers to settle once the supervisor is left", 5)
+        proxy.release_replies()
+    assert len(errors) == 100

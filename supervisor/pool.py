@@ -16,8 +16,10 @@ new command queues behind them instead of taking the connection meant for them.
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections import deque
+from contextlib import suppress
 from typing import Any
 
 import anyio
@@ -51,6 +53,11 @@ class NotSent(RedisConnectionError):
     def __init__(self, message: str, *, showed: Showed) -> None:
         super().__init__(message)
         self.showed = showed
+
+
+def _expire(turn: asyncio.Future[bool]) -> None:
+    if not turn.done():
+        turn.set_result(False)
 
 
 class _NoConnection(Exception):
@@ -111,7 +118,7 @@ class SupervisedConnectionPool(ConnectionPool):
         self.waiters = 0
         """Commands waiting in line for a connection (those waiting at the gate meanwhile
         are counted by the gate)."""
-        self._line: deque[anyio.Event] = deque()
+        self._line: deque[asyncio.Future[bool]] = deque()
         self._woken = 0
         """Waiters woken for a hand-off that have not taken it yet: new commands queue."""
         self._dials = 0
@@ -173,21 +180,23 @@ class SupervisedConnectionPool(ConnectionPool):
         return conn  # type: ignore[no-any-return]
 
     async def _wait_in_line(self, deadline: float) -> AbstractConnection:
+        """Wait for a hand-off, in order. A bare future and one timer per waiter: a
+        crowd of waiters is where a cancel scope per wait would cost the most."""
         gate = self._gate
         if self.waiters + gate.waiters >= gate.max_waiters:
             raise self._watcher.unavailable(
                 f"{self.waiters + gate.waiters} commands already wait (max_waiters)"
             )
-        first = anyio.Event()
+        loop = asyncio.get_running_loop()
+        first: asyncio.Future[bool] = loop.create_future()
         self._line.append(first)
-        turn: anyio.Event | None = first
+        turn: asyncio.Future[bool] | None = first
+        timer = loop.call_at(deadline, _expire, first)
         self.waiters += 1
         try:
             while True:
                 assert turn is not None
-                with anyio.move_on_after(deadline - anyio.current_time()):
-                    await turn.wait()
-                if not turn.is_set():
+                if not await turn:
                     raise self._watcher.unavailable(self._why_waiting())
                 self._woken -= 1
                 turn = None
@@ -200,18 +209,22 @@ class SupervisedConnectionPool(ConnectionPool):
                 connection = await self._checkout()
                 if connection is not None:
                     return connection
-                turn = anyio.Event()  # nothing to take after all: first in line again
+                turn = loop.create_future()  # nothing to take after all: first in line again
                 self._line.appendleft(turn)
+                timer.cancel()
+                timer = loop.call_at(deadline, _expire, turn)
         finally:
+            timer.cancel()
             self.waiters -= 1
             if turn is None:
-                if self._line and self._available_connections:
-                    self._hand_off()  # more was free than this waiter took
-            elif turn.is_set():  # woken, then out of time or cancelled: pass it on
-                self._woken -= 1
+                if self._line and len(self._available_connections) > self._woken:
+                    self._hand_off()  # more is free than the woken waiters will take
+            elif turn.done() and not turn.cancelled() and turn.result():
+                self._woken -= 1  # woken, then cancelled: pass the hand-off on
                 self._hand_off()
             else:
-                self._line.remove(turn)
+                with suppress(ValueError):
+                    self._line.remove(turn)
 
     def _why_waiting(self) -> str:
         if not self.dialing:
@@ -227,9 +240,13 @@ class SupervisedConnectionPool(ConnectionPool):
 
     def _hand_off(self) -> None:
         """Wake the oldest waiter, and only it: one connection (or dial slot) came free."""
-        if self._line:
-            self._woken += 1
-            self._line.popleft().set()
+        line = self._line
+        while line:
+            turn = line.popleft()
+            if not turn.done():  # out of time, not yet out of the line
+                self._woken += 1
+                turn.set_result(True)
+                return
 
     def allow_dialing(self, allowed: bool) -> None:
         self.dialing = allowed

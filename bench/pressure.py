@@ -38,10 +38,10 @@ from redis.asyncio import BlockingConnectionPool
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from recovery import ready_at, wait_ready  # noqa: E402  (bench/ is the script's folder)
+from recovery import ready_at, wait_ready  # bench/ is the script's folder
 
-from supervisor import ConnectionState, Supervisor, SupervisorConfig, Unavailable  # noqa: E402
-from supervisor.testing import BinaryServer  # noqa: E402
+from supervisor import ConnectionState, Supervisor, SupervisorConfig, Unavailable
+from supervisor.testing import BinaryServer
 
 Row = tuple[str, str, str, str]
 
@@ -112,7 +112,7 @@ async def outage(seconds: float) -> list[Row]:
             async with Supervisor(config) as sup:
                 served: list[float] = []
 
-                async def wait_for_it() -> None:
+                async def wait_for_it(sup: Supervisor = sup, served: list[float] = served) -> None:
                     await sup.client.get("k")
                     served.append(time.time())
 
@@ -233,7 +233,7 @@ async def stall(points: int) -> list[Row]:
             interval = config.health_check_interval
             for i in range(points):
                 before = sup.statistics().health_checks
-                while sup.statistics().health_checks == before:
+                while sup.statistics().health_checks == before:  # noqa: ASYNC110  (a counter)
                     await asyncio.sleep(0.001)
                 await asyncio.sleep(interval * i / points)
                 async with sup.subscribe() as events:

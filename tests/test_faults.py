@@ -512,11 +512,20 @@ async def test_idle_pings_go_side_by_side_and_commands_wait_for_one(server, prox
     deadline (on a stalled network all 20 are in flight at once, where one after another
     would take 20 health_check_timeouts), and a command arriving while every connection
     is being pinged waits for the first one released instead of failing."""
+    admin = server.admin()
     async with supervise(proxy.url, max_connections=20, health_check_timeout=2.0) as sup:
         await sup.wait_for(READY, timeout=5)
         async with anyio.create_task_group() as tg:
             for _ in range(20):
-                tg.start_soon(sup.client.blpop, ["nothing"], 0.2)
+                tg.start_soon(sup.client.blpop, ["q"], 30)
+            # all 20 hold a connection at once, however slowly they were dialed
+            await poll(
+                lambda: int(admin.info("clients")["blocked_clients"]) == 20,
+                "20 BLPOPs blocked, each on a connection of its own",
+                lambda: admin.info("clients")["blocked_clients"],
+            )
+            admin.lpush("q", *range(20))
+        admin.close()
         pool = sup._pool
         assert len(pool._available_connections) == 20
         # a command while every connection is out for its PING: it waits, then is served

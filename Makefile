@@ -81,6 +81,7 @@ run: install
 bench: install redis-server
 	$(PY) bench/hot_path.py
 	$(PY) bench/recovery.py
+	$(PY) bench/pressure.py
 
 clean:
 	rm -rf .venv .venv-* .mypy_cache .ruff_cache .pytest_cache *.egg-info

@@ -330,7 +330,12 @@ async def test_a_tls_cluster_is_supervised_over_tls_only():
         )
         async with ClusterSupervisor(trusted) as sup:
             await sup.wait_for(READY, timeout=10)
-            assert len(sup.nodes) == 6 and all(n.up for n in sup.nodes.values())
+            # READY needs the slots served; a replica's TLS check may still be under way
+            await poll(
+                lambda: len(sup.nodes) == 6 and all(n.up for n in sup.nodes.values()),
+                "all 6 nodes checked over TLS",
+                lambda: {a: n.up for a, n in sup.nodes.items()},
+            )
             for key in keys_by_shard(setup).values():
                 await sup.client.set(key, "over tls")
                 assert await sup.client.get(key) == b"over tls"

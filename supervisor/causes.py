@@ -27,6 +27,7 @@ class Cause(enum.Enum):
     READONLY = "readonly"
     FAILOVER = "failover"
     AUTH = "auth"
+    TLS = "tls"
     NETWORK = "network"
     UNKNOWN = "unknown"
 
@@ -64,6 +65,12 @@ _FIXES: dict[Cause, str] = {
     Cause.AUTH: (
         "authentication failed; fix the username/password in the URL or the "
         "server's ACL (the supervisor retries only every `auth_retry_interval`)"
+    ),
+    Cause.TLS: (
+        "the TLS handshake failed; point `ssl_ca_certs` at the CA that signed the server's "
+        "certificate, use the host name the certificate names, and match the scheme to the "
+        "port (rediss:// where it speaks TLS, redis:// where it does not); the supervisor "
+        "retries only every `auth_retry_interval`"
     ),
     Cause.NETWORK: (
         "the server could not be reached (refused, reset or timed out); check "
@@ -130,6 +137,8 @@ def attribute(evidence: Evidence) -> tuple[Cause, str]:
         for m in ("wrongpass", "noauth", "invalid username", "invalid password", "authentication")
     ):
         return Cause.AUTH, f"server replied: {evidence.error}"
+    if "[ssl" in text or "speaks tls" in text or "does not speak tls" in text:
+        return Cause.TLS, evidence.error
     if "loading" in text and "dataset" in text:
         return Cause.LOADING, f"server replied: {evidence.error}"
     if "readonly" in text or "read only replica" in text:

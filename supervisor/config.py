@@ -83,7 +83,8 @@ class SupervisorConfig:
             LOADING, a reset, a timeout); ``backoff_jitter`` is ``"narrow"``,
             ``"equal"``, ``"full"`` or ``"decorrelated"``. The defaults (0.36-0.45 s)
             mean a process is back within 0.45 s of the target accepting again.
-        auth_retry_interval: seconds between attempts while the credentials are refused.
+        auth_retry_interval: seconds between attempts while the credentials or the TLS
+            handshake are refused.
         command_deadline: seconds a command waits through an outage before it
             fails with ``Unavailable``.
         offline: ``"wait"`` (commands wait up to ``command_deadline``) or

@@ -13,16 +13,17 @@ import errno
 import ipaddress
 import os
 import socket
+import ssl
 import time
 from contextlib import suppress
 from dataclasses import dataclass, replace
 from typing import Any
 
 import anyio
-from redis.asyncio.connection import AbstractConnection
+from redis.asyncio.connection import AbstractConnection, SSLConnection
 from redis.exceptions import RedisError, ResponseError
 
-from supervisor import replies
+from supervisor import replies, scheme
 from supervisor.causes import Cause, Evidence, attribute
 from supervisor.losses import describe
 from supervisor.schedule import Showed, showed_by
@@ -93,6 +94,7 @@ class Probe:
         self._configured_idle_timeout = idle_timeout
         self._config_allowed = True
         self._conn: AbstractConnection | None = None
+        self._scheme_asked = False
         self.step: str | None = None
         """What the probe awaits a reply to now (None: nothing): names a stall."""
         self.latency: float | None = None
@@ -122,20 +124,25 @@ class Probe:
             with anyio.fail_after(self._connect_timeout + self._timeout):
                 await conn.connect()
             self.step = None
-        except TimeoutError:
+        except TimeoutError as exc:
             await drop(conn)
-            raise ProbeFailed(
-                Cause.NETWORK,
-                f"connected but no handshake reply within "
-                f"{self._connect_timeout + self._timeout:g} s (server stalled or packets dropped)",
-                stalled=True,
+            raise await self._explained(
+                exc,
+                ProbeFailed(
+                    Cause.NETWORK,
+                    f"connected but no handshake reply within "
+                    f"{self._connect_timeout + self._timeout:g} s (server stalled or "
+                    "packets dropped)",
+                    stalled=True,
+                ),
             ) from None
         except (RedisError, OSError) as exc:
             await drop(conn)
-            raise _failed(exc) from None
+            raise await self._explained(exc, _failed(exc)) from None
         except BaseException:
             await drop(conn)
             raise
+        self._scheme_asked = False
         if self._moved(conn):
             # the target moved (Sentinel) while this connect was under way: never watch
             # the old server; the next attempt goes to the new address at once
@@ -188,6 +195,24 @@ class Probe:
                 f"Error {code} connecting to {where}. {os.strerror(code)}.",
                 showed=Showed.REFUSED,
             )
+
+    async def _explained(self, exc: BaseException, failure: ProbeFailed) -> ProbeFailed:
+        """A handshake reset without a reply (plain) or one that timed out or broke in
+        TLS is what a scheme that does not match the port looks like: ask the port once
+        (until a connect works again) what it speaks, and name the fix if that is it."""
+        tls = issubclass(self._class, SSLConnection)
+        host, port = self._kwargs.get("host"), self._kwargs.get("port")
+        if self._scheme_asked or self._kwargs.get("path") or not host or not port:
+            return failure
+        if isinstance(_innermost(exc), ssl.SSLCertVerificationError):
+            return failure
+        if not (tls or isinstance(_innermost(exc), ConnectionResetError)):
+            return failure
+        self._scheme_asked = True
+        wrong = await scheme.mismatch(str(host), int(port), tls=tls, timeout=self._timeout)
+        if wrong is None:
+            return failure
+        return ProbeFailed(Cause.TLS, f"{failure.detail.rstrip('.')}: {wrong}", showed=Showed.TLS)
 
     def _moved(self, conn: AbstractConnection) -> bool:
         address = (getattr(conn, "host", None), getattr(conn, "port", None))
@@ -337,6 +362,16 @@ class Probe:
         except (RedisError, OSError) as exc:
             await self.close()
             raise _failed(exc) from None
+
+
+def _innermost(exc: BaseException) -> BaseException:
+    seen = exc
+    for _ in range(8):
+        inner = seen.__cause__ or seen.__context__
+        if inner is None:
+            break
+        seen = inner
+    return seen
 
 
 def _failed(exc: BaseException) -> ProbeFailed:

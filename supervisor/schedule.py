@@ -14,7 +14,8 @@
   master is needed, no sentinel answer). Each attempt costs the server or
   the network, so the wait grows from ``backoff_base`` to ``backoff_cap``
   with jitter.
-- ``AUTH``: waiting does not fix a password; ``auth_retry_interval``.
+- ``AUTH`` and ``TLS``: waiting does not fix a password, a certificate or a scheme
+  that does not match the port; ``auth_retry_interval``.
 
 Evidence that the target may be back (a Sentinel announcement) cuts any
 wait short: that is the caller's ``hint``, not part of the schedule.
@@ -43,6 +44,7 @@ class Showed(enum.Enum):
     REFUSED = "refused"
     TURNED_AWAY = "turned_away"
     AUTH = "auth"
+    TLS = "tls"
 
 
 def showed_by(exc: BaseException, cause: Cause) -> Showed:
@@ -50,6 +52,8 @@ def showed_by(exc: BaseException, cause: Cause) -> Showed:
     ``except OSError``, so the kernel's answer is in the exception's context."""
     if cause is Cause.AUTH:
         return Showed.AUTH
+    if cause is Cause.TLS:
+        return Showed.TLS
     seen: BaseException | None = exc
     for _ in range(8):
         if seen is None:
@@ -93,7 +97,7 @@ class Schedule:
                 wait = max(wait, REFUSED_SLOW)
             return self._rng.uniform(wait / 2, wait)
         self._refused_since = None
-        if showed is Showed.AUTH:
+        if showed is Showed.AUTH or showed is Showed.TLS:
             return self._auth
         return self._backoff.next_delay()
 

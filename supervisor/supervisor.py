@@ -788,7 +788,7 @@ class Supervisor(Observable, AsyncContextManagerMixin):
             self._admit_while_down(cause)
 
     def _admit_while_down(self, cause: Cause | None) -> None:
-        admission = Admission.REFUSING if cause is Cause.AUTH else Admission.DOWN
+        admission = Admission.REFUSING if cause in _REFUSED_AT_ONCE else Admission.DOWN
         self.gate.set(admission, self._refusal())
 
     def _refusal(self) -> _Refusal:
@@ -801,7 +801,12 @@ _RETRYING = {
     Showed.TURNED_AWAY: "{detail}; each attempt costs the server, so the wait grows to backoff_cap",
     Showed.AUTH: "{detail}; waiting does not fix credentials: trying again every "
     "auth_retry_interval",
+    Showed.TLS: "{detail}; waiting does not fix the TLS setup: trying again every "
+    "auth_retry_interval",
 }
+
+_REFUSED_AT_ONCE = frozenset({Cause.AUTH, Cause.TLS})
+"""Causes that waiting cannot fix: commands fail at once instead of waiting them out."""
 
 _OVERLOADED = (
     "new connections are turned away ({error}) while existing ones answer: commands run on "

@@ -17,6 +17,7 @@ from supervisor import (
     SupervisorConfig,
     Unavailable,
 )
+from supervisor.testing import BinaryServer, TLSFiles
 from tests.helpers.events import until
 from tests.helpers.loops import prober_attempts
 from tests.helpers.servers import make_server
@@ -178,3 +179,58 @@ def test_diagnose_takes_the_password_from_a_file(protected, tmp_path):
     assert code == 2
     assert SECRET not in out + err
     assert "auth" in err.lower()
+
+
+@pytest.fixture(scope="module")
+def tls_server():
+    files = TLSFiles()
+    server = BinaryServer(tls=files)
+    server.start()
+    yield server
+    server.close()
+    files.close()
+
+
+async def _refused_for_tls(sup: Supervisor, *fragments: str) -> ReconnectScheduled:
+    """The situation is TLS, retried every auth_retry_interval, and a command fails at
+    once with the cause and each fragment of the fix."""
+    async with sup.subscribe() as events:
+        attempt = await until(
+            events, lambda e: isinstance(e, ReconnectScheduled) and e.cause is not Cause.NETWORK
+        )
+    assert attempt.cause is Cause.TLS, attempt
+    assert attempt.delay == sup.config.auth_retry_interval
+    with anyio.fail_after(1), pytest.raises(Unavailable, match="cause tls") as info:
+        await sup.client.get("never sent")
+    for fragment in fragments:
+        assert fragment in str(info.value), str(info.value)
+    return attempt
+
+
+async def test_an_untrusted_certificate_is_tls_and_fails_at_once(tls_server, supervise):
+    """A certificate signed by a CA the client does not trust: cause TLS (not NETWORK),
+    retried slowly, commands fail at once naming the certificate and `ssl_ca_certs`
+    instead of waiting out command_deadline."""
+    other = TLSFiles()
+    try:
+        async with supervise(
+            tls_server.url, redis_options={"ssl_ca_certs": other.ca}, auth_retry_interval=0.5
+        ) as sup:
+            await _refused_for_tls(sup, "certificate verify failed", "ssl_ca_certs")
+    finally:
+        other.close()
+
+
+async def test_a_redis_url_at_a_tls_port_says_use_rediss(tls_server, supervise):
+    """redis:// at a port that speaks TLS only: the handshake is reset, the port is asked
+    once what it speaks, and the error says to use rediss://."""
+    async with supervise(tls_server.url.replace("rediss://", "redis://")) as sup:
+        await _refused_for_tls(sup, "this port speaks TLS: use a rediss:// URL")
+
+
+async def test_a_rediss_url_at_a_plain_port_says_use_redis(server, supervise):
+    """rediss:// at a plain port: the TLS handshake times out, the port answers a plain
+    PING, and the error says to use redis://."""
+    url = server.url.replace("redis://", "rediss://")
+    async with supervise(url, socket_connect_timeout=0.3) as sup:
+        await _refused_for_tls(sup, "this port does not speak TLS: use a redis:// URL")

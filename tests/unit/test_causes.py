@@ -30,6 +30,15 @@ from supervisor.causes import Cause, Evidence, attribute, fix_for
             "Authentication",
         ),
         (
+            Evidence(
+                error="ConnectionError: Error 1 connecting to 127.0.0.1:6380. [SSL: "
+                "CERTIFICATE_VERIFY_FAILED] certificate verify failed: self-signed certificate",
+                reachable=False,
+            ),
+            Cause.TLS,
+            "certificate verify failed",
+        ),
+        (
             Evidence(error="BusyLoadingError: Redis is loading the dataset in memory"),
             Cause.LOADING,
             "loading",

@@ -47,6 +47,7 @@ def test_refused_after_turned_away_is_fast_again():
 def test_auth_waits_the_fixed_interval_and_reset_starts_over():
     s = schedule()
     assert s.next_delay(Showed.AUTH) == 5.0
+    assert s.next_delay(Showed.TLS) == 5.0
     for _ in range(10):
         s.next_delay(Showed.TURNED_AWAY)
     s.reset()
@@ -75,3 +76,4 @@ def test_classifies_the_kernel_answer_inside_redis_py_errors():
     full = ConnectionError("max number of clients reached")
     assert showed_by(full, Cause.MAXCLIENTS) is Showed.TURNED_AWAY
     assert showed_by(ConnectionError("WRONGPASS"), Cause.AUTH) is Showed.AUTH
+    assert showed_by(ConnectionError("[SSL: WRONG_VERSION_NUMBER]"), Cause.TLS) is Showed.TLS

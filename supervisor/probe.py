@@ -159,18 +159,10 @@ class Probe:
         that at the cost of a socket (no redis-py connection, no handshake), so a long
         refused outage stays cheap. Raise ``ProbeFailed`` (``REFUSED``) unless something
         accepts now; anything else it sees is left to the full attempt that follows."""
-        kwargs = self._kwargs
-        path = kwargs.get("path")
-        if path:
-            family, address = socket.AF_UNIX, path
-        else:
-            host, port = kwargs.get("host", "localhost"), int(kwargs.get("port", 6379))
-            try:
-                version = ipaddress.ip_address(host).version
-            except ValueError:
-                return  # a name: resolving it is the full attempt's job
-            family = socket.AF_INET6 if version == 6 else socket.AF_INET
-            address = (host, port)
+        where = self.knock_address()
+        if where is None:
+            return
+        family, address = where
         sock = socket.socket(family, socket.SOCK_STREAM)
         try:
             sock.setblocking(False)
@@ -189,12 +181,26 @@ class Probe:
         finally:
             sock.close()
         if code in (errno.ECONNREFUSED, errno.ENOENT):
-            where = path or f"{address[0]}:{address[1]}"
+            shown = address if isinstance(address, str) else f"{address[0]}:{address[1]}"
             raise ProbeFailed(
                 Cause.NETWORK,
-                f"Error {code} connecting to {where}. {os.strerror(code)}.",
+                f"Error {code} connecting to {shown}. {os.strerror(code)}.",
                 showed=Showed.REFUSED,
             )
+
+    def knock_address(self) -> tuple[int, Any] | None:
+        """The socket family and address a knock connects to; None for a host name
+        (resolving it is the full attempt's job)."""
+        kwargs = self._kwargs
+        path = kwargs.get("path")
+        if path:
+            return socket.AF_UNIX, path
+        host, port = kwargs.get("host", "localhost"), int(kwargs.get("port", 6379))
+        try:
+            version = ipaddress.ip_address(host).version
+        except ValueError:
+            return None
+        return (socket.AF_INET6 if version == 6 else socket.AF_INET), (host, port)
 
     async def _explained(self, exc: BaseException, failure: ProbeFailed) -> ProbeFailed:
         """A handshake reset without a reply (plain) or one that timed out or broke in

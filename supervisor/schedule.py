@@ -35,7 +35,7 @@ __all__ = ("REFUSED_FAST_FOR", "REFUSED_SLOW", "Schedule", "Showed", "showed_by"
 REFUSED_FAST_FOR = 1.0
 """Seconds of refused attempts tried every ``refused_interval``: a restart's gap."""
 REFUSED_SLOW = 0.02
-"""The longest wait between refused attempts after that."""
+"""The longest wait between refused attempts after that (the doorbell's period)."""
 
 
 class Showed(enum.Enum):
@@ -100,6 +100,12 @@ class Schedule:
         if showed is Showed.AUTH or showed is Showed.TLS:
             return self._auth
         return self._backoff.next_delay()
+
+    @property
+    def refused_slowly(self) -> bool:
+        """Refused for longer than a restart's gap: the target is down."""
+        since = self._refused_since
+        return since is not None and time.monotonic() - since >= REFUSED_FAST_FOR
 
     def reset(self) -> None:
         """A connection worked: the next failure starts from the shortest wait."""

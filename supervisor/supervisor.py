@@ -27,6 +27,7 @@ from supervisor.autopipeline import Multiplexer
 from supervisor.causes import Cause, Evidence, attribute, fix_for
 from supervisor.client import SupervisedRedis
 from supervisor.config import SupervisorConfig
+from supervisor.doorbell import Doorbell, Watch
 from supervisor.errors import Unavailable
 from supervisor.events import (
     Alert,
@@ -41,7 +42,7 @@ from supervisor.observable import Observable
 from supervisor.pool import SupervisedConnectionPool, connection_class_for
 from supervisor.probe import Probe, ProbeFailed, ServerFacts, drop
 from supervisor.pubsub import SupervisedPubSub
-from supervisor.schedule import Schedule, Showed, showed_by
+from supervisor.schedule import REFUSED_SLOW, Schedule, Showed, showed_by
 from supervisor.sentinel import SentinelNotice, SentinelWatcher, parse_address
 from supervisor.state import ConnectionState
 
@@ -316,17 +317,53 @@ class Supervisor(Observable, AsyncContextManagerMixin):
             timer.cancel()
         self._hint = anyio.Event()
 
+    async def _knock_until_answered(self) -> bool:
+        """Refused for a while: wait while the process's doorbell knocks (every target
+        of the process on one timer), until something other than a refusal answers
+        (True) or a hint comes (False). None of the refused knocks wakes this task."""
+        hint = self._hint
+        assert hint is not None
+        where = self._probe.knock_address()
+        assert where is not None
+        answered = False
+
+        def on_answer() -> None:
+            nonlocal answered
+            answered = True
+            hint.set()
+
+        bell = Doorbell.for_loop(REFUSED_SLOW)
+        watch = Watch(
+            *where, max(self.config.refused_interval, REFUSED_SLOW), self._refused_knock, on_answer
+        )
+        bell.watch(watch)
+        try:
+            await hint.wait()
+        finally:
+            bell.leave(watch)
+        self._hint = anyio.Event()
+        return answered
+
+    def _refused_knock(self) -> None:
+        self._connect_attempts += 1
+        self._attempts_by_cause[Cause.NETWORK.value] += 1
+        self._schedule.next_delay(Showed.REFUSED)
+
     async def _connect_once(self) -> None:
         wait = self._attempt_due - time.monotonic()
+        knocked = False
         if wait > 0:
-            await self._rest(wait)
+            if self._refused_slowly():
+                knocked = await self._knock_until_answered()
+            else:
+                await self._rest(wait)
         try:
             if self._sentinel is not None and (
                 time.monotonic() - self._discovered_at >= _DISCOVERY_GAP
             ):
                 self._discovered_at = time.monotonic()
                 await self._follow(await self._sentinel.discover(), self._cause or Cause.FAILOVER)
-            if self._situation is not None and self._situation[1] is Showed.REFUSED:
+            if not knocked and self._situation is not None and self._situation[1] is Showed.REFUSED:
                 await self._probe.knock()
             facts = await self._probe.open(self._facts)
         except ProbeFailed as failure:
@@ -346,6 +383,18 @@ class Supervisor(Observable, AsyncContextManagerMixin):
             if connection is not None:
                 await self._pool.adopt(connection)
         self._round_due = time.monotonic() + self._period()
+
+    def _refused_slowly(self) -> bool:
+        """Refused past a restart's gap, at an address a bare connect can knock on (not a
+        host name), and not a Sentinel target (its discovery runs between attempts)."""
+        situation = self._situation
+        return (
+            situation is not None
+            and situation[1] is Showed.REFUSED
+            and self._schedule.refused_slowly
+            and self._sentinel is None
+            and self._probe.knock_address() is not None
+        )
 
     def _needs_master(self) -> bool:
         """A READONLY reply proved the app writes; a Sentinel master target always does."""

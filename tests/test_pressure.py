@@ -4,15 +4,18 @@ against a real redis-server."""
 
 from __future__ import annotations
 
+from contextlib import AsyncExitStack
+
 import anyio
 import pytest
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from supervisor import ConnectionState, Unavailable
+from supervisor.doorbell import Doorbell
 from supervisor.gate import Admission, Gate
 from supervisor.probe import Probe, ProbeFailed
-from supervisor.schedule import Showed
-from supervisor.testing import free_port
+from supervisor.schedule import REFUSED_SLOW, Showed
+from supervisor.testing import BinaryServer, free_port
 from tests.helpers.events import until
 from tests.helpers.loops import poll
 
@@ -177,6 +180,43 @@ async def test_a_refused_port_is_knocked_on_without_a_redis_connection(server):
         idle_timeout=None,
     )
     await listening.knock()
+
+
+async def test_targets_refused_for_long_share_one_doorbell_and_each_comes_back_alone(supervise):
+    """20 targets of one process refused past a restart's gap: every prober waits on the
+    process's one doorbell, which knocks for all of them (their attempts are counted).
+    The one whose server starts is READY; the others stay knocked; leaving stops it."""
+    server = BinaryServer()  # not started yet: its port refuses
+    ports = [server.port, *(free_port() for _ in range(19))]
+    bell = None
+    try:
+        async with AsyncExitStack() as stack:
+            sups = [
+                await stack.enter_async_context(supervise(f"redis://127.0.0.1:{p}/0"))
+                for p in ports
+            ]
+            bell = Doorbell.for_loop(REFUSED_SLOW)
+            await poll(
+                lambda: bell.waiting == 20,
+                "all 20 probers waiting on the process's doorbell",
+                lambda: bell.waiting,
+            )
+            before = [s.statistics().connect_attempts for s in sups]
+            server.start()
+            await sups[0].wait_for(READY, timeout=10)
+            assert await sups[0].client.ping()
+            await poll(
+                lambda: all(
+                    s.statistics().connect_attempts > b
+                    for s, b in zip(sups[1:], before[1:], strict=True)
+                ),
+                "each of the 19 others knocked again",
+            )
+            assert bell.waiting == 19
+    finally:
+        server.close()
+    assert bell is not None and bell.waiting == 0
+    assert bell._timer is None, "the doorbell's timer outlived every supervisor"
 
 
 _BUSY = """

@@ -31,9 +31,21 @@ class Log:
         self._structlog = structlog.get_logger("supervisor").bind(target=target)
 
     def log(self, level: int, event: str, **fields: Any) -> None:
+        fields = {k: _brief(v) for k, v in fields.items()}
         if structlog.is_configured():
             self._structlog.log(level, event, **fields)
         elif _stdlib.isEnabledFor(level):
             fields = {"target": self._target, **fields}
             text = " ".join(f"{k}={v!r}" for k, v in fields.items())
             _stdlib.log(level, "%s %s", event, text, extra={"event": event, "fields": fields})
+
+
+_LISTED = 10
+"""Items of a tuple field a log line spells out (a ``Resubscribed`` event of 50,000
+channels holds them all; its log line names the first ten and counts the rest)."""
+
+
+def _brief(value: Any) -> Any:
+    if isinstance(value, tuple) and len(value) > _LISTED:
+        return (*value[:_LISTED], f"... {len(value) - _LISTED:,} more")
+    return value

@@ -36,6 +36,8 @@ if TYPE_CHECKING:
 
 __all__ = ("Message", "SupervisedPubSub")
 
+_NAMED = 10
+"""Names a ``Resubscribed`` detail (a log line) spells out; its fields hold them all."""
 _KINDS = {"subscribe": "channels", "psubscribe": "patterns", "ssubscribe": "shard_channels"}
 
 
@@ -48,6 +50,21 @@ class Message:
     channel: Any
     data: Any
     pattern: Any = None
+
+
+class _Sent:
+    """One subscribe command and its confirmations: the server answers each name of
+    it in order, or refuses the command as a whole (NOPERM) with one error reply. A
+    count, not a record per name, so 50,000 channels cost one object."""
+
+    __slots__ = ("done", "error", "kind", "names", "remaining")
+
+    def __init__(self, kind: str, names: list[str]) -> None:
+        self.kind = kind
+        self.names = names
+        self.remaining = len(names)
+        self.done = anyio.Event()
+        self.error: ResponseError | None = None
 
 
 class _Stalled(Exception):
@@ -81,12 +98,13 @@ class SupervisedPubSub:
         self.shard_channels: set[str] = set()
         self._conn: AbstractConnection | None = None
         self._queue: deque[Message | Resubscribed] = deque()
-        self._read_lock = anyio.Lock()
-        self._acks: dict[tuple[str, str], anyio.Event] = {}
-        self._sent: deque[list[tuple[str, str]]] = deque()
-        """Subscribe commands sent and not yet answered, oldest first: an error reply
-        (NOPERM) answers the oldest, which the server refused as a whole."""
-        self._refused: dict[tuple[str, str], ResponseError] = {}
+        self._read_lock = anyio.Lock(fast_acquire=True)
+        self._sent: deque[_Sent] = deque()
+        """Subscribe commands sent on this connection and not yet answered, oldest
+        first: a confirmation or an error reply (NOPERM) answers the oldest."""
+        self._unsent: list[_Sent] = []
+        """Subscribe calls whose command was never answered (no connection, or it was
+        lost): the next resubscription, which sends every name, answers them."""
         self._closed = False
         self.caught_up_at = time.time()
         """The last moment the server is known to have held nothing for this handle
@@ -126,13 +144,15 @@ class SupervisedPubSub:
                 with suppress(RedisError, OSError):
                     await self._unsubscribe_all(self._conn)
         await self._drop()
-        for event in self._acks.values():
-            event.set()
+        for sent in self._unsent:
+            sent.done.set()
+        self._unsent.clear()
 
     async def _drop(self) -> None:
         conn, self._conn = self._conn, None
         self.client_id = None
-        self._sent.clear()  # unanswered on this connection; a reconnect sends them anew
+        self._unsent += self._sent  # unanswered: the resubscription answers them
+        self._sent.clear()
         if conn is not None:
             with (
                 anyio.CancelScope(shield=True),
@@ -169,10 +189,12 @@ class SupervisedPubSub:
         if not new:
             raise ValueError(f"{kind} needs at least one name")
         names.update(new)
-        acks = [self._ack(kind, n) for n in new]
-        if self._conn is not None:
+        sent = _Sent(kind, list(new))
+        if self._conn is None:
+            self._unsent.append(sent)
+        else:
             try:
-                await self._send_subscribe(self._conn, kind, new)
+                await self._send(self._conn, sent)
             except (RedisError, OSError):
                 await self._drop()  # the reader reconnects and subscribes everything
         with anyio.fail_after(self._sup.config.command_deadline):
@@ -180,40 +202,34 @@ class SupervisedPubSub:
                 async with self._read_lock:
                     if self._conn is None:
                         await self._reconnect(marker=False)
-                    while not all(a.is_set() for a in acks) and not self._closed:
+                    while not sent.done.is_set() and not self._closed:
                         await self._pump()
-            for ack in acks:
-                await ack.wait()
-        refused = [self._refused.pop((kind, n)) for n in new if (kind, n) in self._refused]
-        if refused:
-            raise refused[0]
+            await sent.done.wait()
+        if sent.error is not None:
+            raise sent.error
 
-    async def _send_subscribe(
-        self, conn: AbstractConnection, kind: str, names: tuple[str, ...] | list[str]
-    ) -> None:
-        self._sent.append([(kind, n) for n in names])
-        await conn.send_command(kind.upper(), *names, check_health=False)
+    async def _send(self, conn: AbstractConnection, sent: _Sent) -> None:
+        self._sent.append(sent)
+        await conn.send_command(sent.kind.upper(), *sent.names, check_health=False)
+
+    def _confirmed(self) -> None:
+        if self._sent:
+            sent = self._sent[0]
+            sent.remaining -= 1
+            if sent.remaining <= 0:
+                self._sent.popleft()
+                sent.done.set()
 
     def _refuse(self, exc: ResponseError) -> None:
         """The server refused the oldest unanswered subscribe command (an ACL user may
         not read those channels): an error for that call, nothing more. Its names leave
         the handle, so a reconnect does not ask again."""
-        while self._sent:
-            pending = [k for k in self._sent.popleft() if not self._acked(k)]
-            if pending:
-                break
-        else:
+        if not self._sent:
             return
-        for kind, name in pending:
-            getattr(self, _KINDS[kind]).discard(name)
-            self._refused[(kind, name)] = exc
-            event = self._acks.get((kind, name))
-            if event is not None:
-                event.set()
-
-    def _acked(self, key: tuple[str, str]) -> bool:
-        event = self._acks.get(key)
-        return event is None or event.is_set()
+        sent = self._sent.popleft()
+        getattr(self, _KINDS[sent.kind]).difference_update(sent.names)
+        sent.error = exc
+        sent.done.set()
 
     async def _remove(self, command: str, names: set[str], gone: tuple[str, ...]) -> None:
         names.difference_update(gone)
@@ -237,12 +253,6 @@ class SupervisedPubSub:
             reply = await conn.read_response(disconnect_on_error=False)
             if isinstance(reply, list) and replies.text(reply[0]).lower().endswith("unsubscribe"):
                 expected -= 1
-
-    def _ack(self, kind: str, name: str) -> anyio.Event:
-        event = self._acks.get((kind, name))
-        if event is None or event.is_set():
-            event = self._acks[(kind, name)] = anyio.Event()
-        return event
 
     # -- iteration --------------------------------------------------------------------
 
@@ -310,11 +320,7 @@ class SupervisedPubSub:
             self._queue.append(Message(kind, reply[2], reply[3], pattern=reply[1]))
             self._behind += len(reply[3]) + len(reply[2]) + len(reply[1]) + 32
         elif kind in _KINDS:
-            event = self._acks.get((kind, replies.text(reply[1])))
-            if event is not None:
-                event.set()
-            while self._sent and all(self._acked(k) for k in self._sent[0]):
-                self._sent.popleft()
+            self._confirmed()
         return kind
 
     def gone_from_server(self) -> Loss | None:
@@ -404,20 +410,28 @@ class SupervisedPubSub:
                 self._output_buffer_limit = _pubsub_limit(replies.config_value(limits))
             except ResponseError:
                 self._output_buffer_limit = None
-            acks = []
-            for kind, names in (
-                ("subscribe", self.channels),
-                ("psubscribe", self.patterns),
-                ("ssubscribe", self.shard_channels),
-            ):
-                if names:
-                    acks += [self._ack(kind, n) for n in names]
-                    await self._send_subscribe(conn, kind, sorted(names))
-            while not all(a.is_set() for a in acks):
-                try:
-                    self._handle(await conn.read_response(disconnect_on_error=False))
-                except ResponseError as exc:
-                    self._refuse(exc)
+            batch = [
+                _Sent(kind, list(names))
+                for kind, names in (
+                    ("subscribe", self.channels),
+                    ("psubscribe", self.patterns),
+                    ("ssubscribe", self.shard_channels),
+                )
+                if names
+            ]
+            for sent in batch:
+                await self._send(conn, sent)
+            for sent in batch:
+                while not sent.done.is_set():
+                    try:
+                        self._handle(await conn.read_response(disconnect_on_error=False))
+                    except ResponseError as exc:
+                        self._refuse(exc)
+        refused = {sent.kind: sent.error for sent in batch if sent.error is not None}
+        for waiting in self._unsent:
+            waiting.error = refused.get(waiting.kind)
+            waiting.done.set()
+        self._unsent.clear()
         self._behind = 0
         self._reported = False
         self.caught_up_at = time.time()
@@ -439,7 +453,10 @@ class SupervisedPubSub:
             )
         )
         up_at = time.time()
-        names = ", ".join(sorted(self.channels | self.patterns | self.shard_channels))
+        everything = sorted(self.channels | self.patterns | self.shard_channels)
+        names = ", ".join(everything[:_NAMED])
+        if len(everything) > _NAMED:
+            names += f" and {len(everything) - _NAMED:,} more (the event lists them all)"
         detail = (
             f"{detail}. Re-subscribed to {names}; messages published between down_at and "
             f"up_at ({up_at - self._down_at:.2f} s) were not delivered: resync them"

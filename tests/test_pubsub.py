@@ -5,6 +5,7 @@ from __future__ import annotations
 import anyio
 import anyio.lowlevel
 import pytest
+from structlog.testing import capture_logs
 
 from supervisor import (
     Cause,
@@ -404,3 +405,49 @@ async def test_eviction_window_holds_every_undelivered_message(server, supervise
         f"{len(outside)} of {len(missing)} undelivered messages were published outside "
         f"[{marker.down_at}, {marker.up_at}]"
     )
+
+
+async def test_many_channels_resubscribe_in_one_command_marker_first(server, supervise):
+    """5,000 channels subscribed in batches: after CLIENT KILL the handle resubscribes
+    them all with one SUBSCRIBE (counted by INFO commandstats), and the Resubscribed
+    marker, on the handle and on the event stream, lists every channel and comes
+    before the first message published after the gap."""
+    names = [f"many:{i}" for i in range(5000)]
+    admin = server.admin()
+    async with supervise(server.url) as sup, sup.pubsub() as ps:
+        for i in range(0, len(names), 1000):
+            await ps.subscribe(*names[i : i + 1000])
+        assert admin.execute_command("PUBSUB", "NUMSUB", names[-1])[1] == 1
+        admin.config_resetstat()
+        seen: list[object] = []
+
+        async def publish_until_delivered() -> None:
+            # from the kill on, racing the resubscription: whatever reaches the handle
+            # after the gap must come after the marker
+            for _ in range(2000):
+                if any(isinstance(i, Message) for i in seen):
+                    return
+                admin.publish(names[-1], "after the gap")
+                await anyio.sleep(0.005)
+            raise AssertionError("no message reached the handle after 2,000 publishes")
+
+        with capture_logs() as logs:
+            async with sup.subscribe() as events, anyio.create_task_group() as tg:
+                admin.client_kill_filter(_type="pubsub")
+                tg.start_soon(publish_until_delivered)
+                with anyio.fail_after(15):
+                    async for item in ps:
+                        seen.append(item)
+                        if isinstance(item, Message):
+                            break
+                published = await until(events, lambda e: isinstance(e, Resubscribed))
+        assert isinstance(seen[0], Resubscribed), seen
+        assert seen[1:] == [Message("message", names[-1].encode(), b"after the gap")], seen
+        assert set(seen[0].channels) == set(names)
+        assert published == seen[0]
+        assert "and 4,990 more" in seen[0].detail
+        logged = [e for e in logs if e["event"] == "resubscribed"]
+        assert logged and logged[0]["channels"][-1] == "... 4,990 more", "a 5,000-name log line"
+        stats = admin.info("commandstats")
+        assert stats["cmdstat_subscribe"]["calls"] == 1, stats.get("cmdstat_subscribe")
+    admin.close()

@@ -82,6 +82,7 @@ bench: install redis-server
 	$(PY) bench/hot_path.py
 	$(PY) bench/recovery.py
 	$(PY) bench/pressure.py
+	$(PY) bench/scale.py
 
 clean:
 	rm -rf .venv .venv-* .mypy_cache .ruff_cache .pytest_cache *.egg-info

@@ -34,7 +34,7 @@ from redis.backoff import NoBackoff
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from supervisor import Resubscribed, Supervisor, SupervisorConfig
-from supervisor.pubsub import Message
+from supervisor.targets.pubsub import Message
 from supervisor.testing import BinaryServer, free_port
 
 Row = tuple[str, str, str, str]

@@ -6,7 +6,6 @@ The public API is what this module exports; every other module is internal.
 from __future__ import annotations
 
 from supervisor.causes import Cause
-from supervisor.cluster import ClusterNodeState, ClusterSupervisor
 from supervisor.config import SupervisorConfig
 from supervisor.errors import ConfigError, OutcomeUnknown, SupervisorError, Unavailable
 from supervisor.events import (
@@ -23,10 +22,11 @@ from supervisor.events import (
     StateChanged,
     TopologyChanged,
 )
-from supervisor.hub import Subscription
-from supervisor.pubsub import Message, SupervisedPubSub
 from supervisor.state import ConnectionState
-from supervisor.supervisor import Supervisor, SupervisorStatistics
+from supervisor.targets.cluster import ClusterNodeState, ClusterSupervisor
+from supervisor.targets.hub import Subscription
+from supervisor.targets.pubsub import Message, SupervisedPubSub
+from supervisor.targets.single import Supervisor, SupervisorStatistics
 
 __all__ = (
     # the supervisor

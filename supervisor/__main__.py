@@ -47,7 +47,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "run":
         return _run(args.config, args.json)
     if args.command == "diagnose":
-        from supervisor.diagnose import diagnose_main
+        from supervisor.service.diagnose import diagnose_main
 
         url = args.url or os.environ.get("SUPERVISOR_URL") or "redis://127.0.0.1:6379/0"
         try:
@@ -56,7 +56,7 @@ def main(argv: list[str] | None = None) -> int:
             print(f"supervisor diagnose: --password-file: {exc.strerror}", file=sys.stderr)
             return 2
         return diagnose_main(url, as_json=args.json, password=password)
-    from supervisor.demo import demo_main
+    from supervisor.service.demo import demo_main
 
     return demo_main(quick=args.quick)
 
@@ -69,9 +69,9 @@ def _password(file: str | None) -> str | None:
 
 
 def _run(path: str | None, json: bool | None) -> int:
-    from supervisor.logconfig import configure_logging
-    from supervisor.service import run
-    from supervisor.service_config import ServiceConfig
+    from supervisor.service.config import ServiceConfig
+    from supervisor.service.logconfig import configure_logging
+    from supervisor.service.run import run
 
     try:
         config = ServiceConfig.from_file(path) if path else ServiceConfig.default()

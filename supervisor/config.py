@@ -103,7 +103,7 @@ class SupervisorConfig:
         decode_responses: as in redis-py.
         auto_pipeline: ``sup.client`` sends the plain commands of concurrent
             coroutines over one shared connection, all those queued at once in one
-            write (``supervisor.autopipeline``). Blocking and transaction commands,
+            write (``supervisor.connection.autopipeline``). Blocking and transaction commands,
             pipelines, pub/sub and ``client()`` keep the pool. Off by default;
             RESP2 only, and not with ``cluster_nodes``.
         event_buffer: default buffer size of each subscriber.

@@ -18,8 +18,8 @@ from supervisor import (
     TopologyChanged,
     Unavailable,
 )
-from supervisor.metrics import Metrics
-from supervisor.service import health_response
+from supervisor.service.prometheus import Metrics
+from supervisor.service.run import health_response
 from supervisor.testing import ClusterSetup
 from tests.helpers.events import state_is, until
 from tests.helpers.loops import Tally, bounded, poll
@@ -57,7 +57,7 @@ async def test_a_full_node_pool_is_not_an_unknown_outcome(cluster):
     """With one connection per node, concurrent writes to one shard find the node's pool
     full (redis-py raises MaxConnectionsError before sending anything): each write goes
     again after the next health round, none is OutcomeUnknown, none is applied twice.
-    The same rule (supervisor.resend) decides it as for a single target."""
+    The same rule (supervisor.connection.resend) decides it as for a single target."""
     config = SupervisorConfig(
         cluster_nodes=tuple(cluster.seeds),
         health_check_interval=0.2,

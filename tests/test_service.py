@@ -15,7 +15,7 @@ import pytest
 import redis
 
 from supervisor import Alert, ConnectionState, ServerSampled
-from supervisor.monitor import Monitor, MonitorConfig
+from supervisor.service.monitor import Monitor, MonitorConfig
 from tests.helpers.child import python_m, run_python_m
 from tests.helpers.events import until
 from tests.helpers.servers import free_port, make_server
@@ -153,7 +153,7 @@ def test_bad_config_exits_2_naming_key_and_file(tmp_path, text, named):
 
 def test_example_service_config_loads():
     """config/service.toml, the documented example, is valid."""
-    from supervisor.service_config import ServiceConfig
+    from supervisor.service.config import ServiceConfig
 
     config = ServiceConfig.from_file(ROOT / "config" / "service.toml", env={})
     assert "main" in config.targets
@@ -229,7 +229,7 @@ async def test_monitor_without_config_says_so_once(supervise):
 async def test_diagnose_names_idle_clients_and_keepalive(server):
     """Clients idle near the server timeout and tcp-keepalive 0 are findings, each with a fix."""
     from supervisor import SupervisorConfig
-    from supervisor.diagnose import diagnose, render
+    from supervisor.service.diagnose import diagnose, render
 
     admin = server.admin()
     admin.config_set("timeout", 4)
@@ -406,7 +406,7 @@ def test_http_listener_outlives_more_idle_clients_than_descriptors(shared_server
 
 async def test_http_handler_failure_is_a_500_not_the_end():
     """A handler that raises answers 500, logged; the listener serves the next request."""
-    from supervisor.httpserver import Response, head_complete, serve
+    from supervisor.service.http import Response, head_complete, serve
 
     calls = []
 

@@ -6,7 +6,7 @@ import random
 
 import pytest
 
-from supervisor.backoff import Backoff
+from supervisor.connection.backoff import Backoff
 
 
 class TestFullJitter:

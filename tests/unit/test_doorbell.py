@@ -9,7 +9,7 @@ import socket
 import anyio
 import pytest
 
-from supervisor.doorbell import Doorbell, Watch
+from supervisor.connection.doorbell import Doorbell, Watch
 from tests.helpers.loops import poll
 
 

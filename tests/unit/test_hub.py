@@ -6,8 +6,8 @@ import anyio
 
 from supervisor.causes import Cause
 from supervisor.events import ConnectionLost, Snapshot
-from supervisor.hub import Hub, Subscription
 from supervisor.state import ConnectionState
+from supervisor.targets.hub import Hub, Subscription
 
 
 def lost(seq: int) -> ConnectionLost:

@@ -18,9 +18,9 @@ from redis.exceptions import (
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
-from supervisor.pool import NotSent
-from supervisor.resend import Failure, blocking_timeout, failure_of, may_resend
-from supervisor.schedule import Showed
+from supervisor.connection.pool import NotSent
+from supervisor.connection.resend import Failure, blocking_timeout, failure_of, may_resend
+from supervisor.connection.schedule import Showed
 
 
 @pytest.mark.parametrize(

@@ -5,7 +5,7 @@ from __future__ import annotations
 import random
 
 from supervisor.causes import Cause
-from supervisor.schedule import Schedule, Showed, showed_by
+from supervisor.connection.schedule import Schedule, Showed, showed_by
 
 
 def schedule(seed: int = 1) -> Schedule:

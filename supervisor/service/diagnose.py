@@ -19,11 +19,11 @@ from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 from redis.exceptions import RedisError, ResponseError
 
-from supervisor import replies
 from supervisor.causes import Cause, Evidence, attribute, fix_for
 from supervisor.config import SupervisorConfig
+from supervisor.connection import replies
+from supervisor.connection.losses import describe
 from supervisor.errors import ConfigError
-from supervisor.losses import describe
 
 __all__ = ("Finding", "Report", "diagnose", "diagnose_main")
 

@@ -23,10 +23,10 @@ import anyio
 from redis.asyncio.connection import AbstractConnection, SSLConnection
 from redis.exceptions import RedisError, ResponseError
 
-from supervisor import replies, scheme
 from supervisor.causes import Cause, Evidence, attribute
-from supervisor.losses import describe
-from supervisor.schedule import Showed, showed_by
+from supervisor.connection import replies, scheme
+from supervisor.connection.losses import describe
+from supervisor.connection.schedule import Showed, showed_by
 
 __all__ = ("Probe", "ProbeFailed", "ServerFacts", "drop")
 

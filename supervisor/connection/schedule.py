@@ -27,8 +27,8 @@ import enum
 import random
 import time
 
-from supervisor.backoff import Backoff, Jitter
 from supervisor.causes import Cause
+from supervisor.connection.backoff import Backoff, Jitter
 
 __all__ = ("REFUSED_FAST_FOR", "REFUSED_SLOW", "Schedule", "Showed", "showed_by")
 

@@ -26,8 +26,8 @@ from dataclasses import dataclass
 import anyio
 from anyio.abc import SocketAttribute, SocketListener, SocketStream, TaskStatus
 
+from supervisor.connection.losses import describe
 from supervisor.log import Log
-from supervisor.losses import describe
 
 __all__ = ("Response", "head_complete", "serve")
 

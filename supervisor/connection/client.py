@@ -1,7 +1,7 @@
 """``SupervisedRedis``: a real ``redis.asyncio.Redis`` whose failures are handled.
 
 The happy path is redis-py's own; this class only adds a ``try``. What a
-failure proves (``supervisor.resend``) decides what follows: an error reply
+failure proves (``supervisor.connection.resend``) decides what follows: an error reply
 stands as redis-py raised it; one that claims the target is loading or a
 replica stands unless the supervisor's check confirms it; a command is sent
 again only when that cannot apply a write twice: it never left the client,
@@ -24,12 +24,11 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import ReadOnlyError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
-from supervisor.autopipeline import Multiplexer, may_pipeline
-from supervisor.commands import READ_ONLY, command_name
-from supervisor.errors import OutcomeUnknown, SupervisorError, Unavailable, also_a
-from supervisor.losses import Loss, Reported, Watcher, describe
-from supervisor.pool import NotSent, SupervisedConnectionPool
-from supervisor.resend import (
+from supervisor.connection.autopipeline import Multiplexer, may_pipeline
+from supervisor.connection.commands import READ_ONLY, command_name
+from supervisor.connection.losses import Loss, Reported, Watcher, describe
+from supervisor.connection.pool import NotSent, SupervisedConnectionPool
+from supervisor.connection.resend import (
     BLOCKING,
     Failure,
     blocking_timeout,
@@ -37,7 +36,8 @@ from supervisor.resend import (
     failure_of,
     may_resend,
 )
-from supervisor.schedule import Showed
+from supervisor.connection.schedule import Showed
+from supervisor.errors import OutcomeUnknown, SupervisorError, Unavailable, also_a
 
 __all__ = ("SupervisedPipeline", "SupervisedRedis")
 

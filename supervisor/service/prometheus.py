@@ -13,11 +13,11 @@ from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.registry import Collector
 
-from supervisor.cluster import ClusterSupervisor
 from supervisor.events import ConnectionLost, Event, StateChanged
-from supervisor.monitor import Monitor
+from supervisor.service.monitor import Monitor
 from supervisor.state import ConnectionState
-from supervisor.supervisor import Supervisor
+from supervisor.targets.cluster import ClusterSupervisor
+from supervisor.targets.single import Supervisor
 
 __all__ = ("Metrics",)
 

@@ -15,19 +15,25 @@ from collections import Counter
 from collections.abc import AsyncGenerator, Awaitable, Callable
 from contextlib import asynccontextmanager, suppress
 from dataclasses import replace
-from typing import NamedTuple, Self, final
+from typing import Any, NamedTuple, Self, final
 
 import anyio
 from anyio import AsyncContextManagerMixin
+from redis.asyncio.connection import AbstractConnection
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 from redis.exceptions import RedisError
 
-from supervisor.autopipeline import Multiplexer
 from supervisor.causes import Cause, Evidence, attribute, fix_for
-from supervisor.client import SupervisedRedis
 from supervisor.config import SupervisorConfig
-from supervisor.doorbell import Doorbell, Watch
+from supervisor.connection.autopipeline import Multiplexer
+from supervisor.connection.client import SupervisedRedis
+from supervisor.connection.doorbell import Doorbell, Watch
+from supervisor.connection.gate import Admission, Gate
+from supervisor.connection.losses import Loss, describe
+from supervisor.connection.pool import SupervisedConnectionPool, connection_class_for
+from supervisor.connection.probe import Probe, ProbeFailed, ServerFacts, drop
+from supervisor.connection.schedule import REFUSED_SLOW, Schedule, Showed, showed_by
 from supervisor.errors import Unavailable
 from supervisor.events import (
     Alert,
@@ -35,16 +41,12 @@ from supervisor.events import (
     HealthCheckFailed,
     MasterChanged,
     ReconnectScheduled,
+    Resubscribed,
 )
-from supervisor.gate import Admission, Gate
-from supervisor.losses import Loss, describe
-from supervisor.observable import Observable
-from supervisor.pool import SupervisedConnectionPool, connection_class_for
-from supervisor.probe import Probe, ProbeFailed, ServerFacts, drop
-from supervisor.pubsub import SupervisedPubSub
-from supervisor.schedule import REFUSED_SLOW, Schedule, Showed, showed_by
-from supervisor.sentinel import SentinelNotice, SentinelWatcher, parse_address
 from supervisor.state import ConnectionState
+from supervisor.targets.observable import Observable
+from supervisor.targets.pubsub import SupervisedPubSub
+from supervisor.targets.sentinel import SentinelNotice, SentinelWatcher, parse_address
 
 __all__ = ("Supervisor", "SupervisorStatistics")
 
@@ -286,6 +288,18 @@ class Supervisor(Observable, AsyncContextManagerMixin):
             self.gate.set(Admission.VERIFYING, self._refusal())
         if self._wake is not None:
             self._wake.set()
+
+    def pubsub_connection(self) -> AbstractConnection:
+        return self._connection_class(**{**self._connection_kwargs, "protocol": 2})
+
+    def track(self, handle: SupervisedPubSub, subscribed: bool) -> None:
+        if subscribed:
+            self._pubsubs.add(handle)
+        else:
+            self._pubsubs.discard(handle)
+
+    def publish_resubscribed(self, **fields: Any) -> Resubscribed:
+        return self._publish(Resubscribed, **fields)
 
     def unavailable(self, why: str) -> Unavailable:
         return _Refusal(self)(why)

@@ -44,7 +44,7 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from supervisor.causes import Cause
-from supervisor.pool import NotSent
+from supervisor.connection.pool import NotSent
 
 __all__ = ("Failure", "blocking_timeout", "claim_of", "failure_of", "may_resend")
 

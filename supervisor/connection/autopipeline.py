@@ -42,11 +42,11 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import InvalidResponse, ResponseError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
-from supervisor.losses import Loss, Reported, Watcher, describe
-from supervisor.pool import NotSent, SupervisedConnectionPool, _not_sent
-from supervisor.probe import drop
-from supervisor.resend import BLOCKING
-from supervisor.schedule import Showed
+from supervisor.connection.losses import Loss, Reported, Watcher, describe
+from supervisor.connection.pool import NotSent, SupervisedConnectionPool, _not_sent
+from supervisor.connection.probe import drop
+from supervisor.connection.resend import BLOCKING
+from supervisor.connection.schedule import Showed
 
 __all__ = ("MAX_BATCH_BYTES", "MAX_BATCH_COMMANDS", "Multiplexer", "may_pipeline")
 

@@ -15,10 +15,10 @@ from typing import Any
 import anyio
 from redis.exceptions import RedisError, ResponseError
 
-from supervisor import replies
+from supervisor.connection import replies
 from supervisor.errors import SupervisorError
 from supervisor.events import Alert, ServerSampled
-from supervisor.supervisor import Supervisor
+from supervisor.targets.single import Supervisor
 
 __all__ = ("Monitor", "MonitorConfig")
 

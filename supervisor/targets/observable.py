@@ -30,9 +30,9 @@ from supervisor.events import (
     StateChanged,
     TopologyChanged,
 )
-from supervisor.hub import Hub, Subscription
 from supervisor.log import Log
 from supervisor.state import ConnectionState, check_transition
+from supervisor.targets.hub import Hub, Subscription
 
 __all__ = ("Observable",)
 

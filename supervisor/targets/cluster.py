@@ -23,7 +23,7 @@ These redis-py 8.1 behaviours are mended here, at their own depth:
   redis-py's refresh then recycles each connection once its command is done.
 - redis-py's cluster retries re-send writes whose reply was lost. The client
   here is built without them; ``SupervisedRedisCluster`` follows the single
-  target's rule (``supervisor.resend``): it re-sends only what cannot be applied
+  target's rule (``supervisor.connection.resend``): it re-sends only what cannot be applied
   twice, after the next health round, within the deadline.
 """
 
@@ -56,20 +56,20 @@ from redis.exceptions import (
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
-from supervisor.backoff import Backoff
 from supervisor.causes import Cause
-from supervisor.commands import READ_ONLY, command_name
 from supervisor.config import SupervisorConfig
+from supervisor.connection.backoff import Backoff
+from supervisor.connection.commands import READ_ONLY, command_name
+from supervisor.connection.gate import SlotGate
+from supervisor.connection.losses import describe
+from supervisor.connection.probe import Probe, ProbeFailed
+from supervisor.connection.resend import Failure, failure_of, may_resend
 from supervisor.errors import ConfigError, OutcomeUnknown, Unavailable, also_a
 from supervisor.events import NodeStateChanged, TopologyChanged
-from supervisor.gate import SlotGate
-from supervisor.losses import describe
-from supervisor.observable import Observable
-from supervisor.probe import Probe, ProbeFailed
-from supervisor.resend import Failure, failure_of, may_resend
-from supervisor.sentinel import parse_address
 from supervisor.state import ConnectionState
-from supervisor.supervisor import SupervisorStatistics
+from supervisor.targets.observable import Observable
+from supervisor.targets.sentinel import parse_address
+from supervisor.targets.single import SupervisorStatistics
 
 __all__ = ("ClusterNodeState", "ClusterSupervisor", "SupervisedRedisCluster")
 

@@ -34,9 +34,9 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from supervisor.causes import Evidence, attribute
-from supervisor.losses import Loss, Watcher, describe
-from supervisor.probe import drop
-from supervisor.schedule import Showed, showed_by
+from supervisor.connection.losses import Loss, Watcher, describe
+from supervisor.connection.probe import drop
+from supervisor.connection.schedule import Showed, showed_by
 
 __all__ = ("NotSent", "SupervisedConnectionPool", "connection_class_for")
 

@@ -17,7 +17,7 @@ from typing import Any, TypeVar
 
 from supervisor.config import SupervisorConfig, env_overrides, read_toml
 from supervisor.errors import ConfigError
-from supervisor.monitor import MonitorConfig
+from supervisor.service.monitor import MonitorConfig
 
 __all__ = ("HttpConfig", "ServiceConfig")
 

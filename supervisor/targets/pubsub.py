@@ -15,56 +15,24 @@ from __future__ import annotations
 import time
 from collections import deque
 from contextlib import suppress
-from dataclasses import dataclass
 from types import TracebackType
-from typing import TYPE_CHECKING, Any, Self
+from typing import Any, Protocol, Self
 
 import anyio
 from redis.asyncio.connection import AbstractConnection
 from redis.exceptions import RedisError, ResponseError
 
-from supervisor import replies
-from supervisor.backoff import Backoff
-from supervisor.causes import Evidence, attribute
+from supervisor.config import SupervisorConfig
+from supervisor.connection import replies
+from supervisor.connection.backoff import Backoff
+from supervisor.connection.losses import Loss, describe
+from supervisor.connection.probe import drop
 from supervisor.events import Resubscribed
-from supervisor.losses import Loss, describe
-from supervisor.probe import drop
 from supervisor.state import ConnectionState
+from supervisor.targets.gap import gap_detail, pubsub_limit
+from supervisor.targets.subscriptions import KINDS, Message, Sent, Subscriptions
 
-if TYPE_CHECKING:
-    from supervisor.supervisor import Supervisor
-
-__all__ = ("Message", "SupervisedPubSub")
-
-_NAMED = 10
-"""Names a ``Resubscribed`` detail (a log line) spells out; its fields hold them all."""
-_KINDS = {"subscribe": "channels", "psubscribe": "patterns", "ssubscribe": "shard_channels"}
-
-
-@dataclass(frozen=True, slots=True)
-class Message:
-    """One published message. ``kind`` is ``message``, ``pmessage`` or ``smessage``;
-    ``pattern`` is set for ``pmessage``. Types follow ``decode_responses``."""
-
-    kind: str
-    channel: Any
-    data: Any
-    pattern: Any = None
-
-
-class _Sent:
-    """One subscribe command and its confirmations: the server answers each name of
-    it in order, or refuses the command as a whole (NOPERM) with one error reply. A
-    count, not a record per name, so 50,000 channels cost one object."""
-
-    __slots__ = ("done", "error", "kind", "names", "remaining")
-
-    def __init__(self, kind: str, names: list[str]) -> None:
-        self.kind = kind
-        self.names = names
-        self.remaining = len(names)
-        self.done = anyio.Event()
-        self.error: ResponseError | None = None
+__all__ = ("Message", "Owner", "SupervisedPubSub")
 
 
 class _Stalled(Exception):
@@ -72,6 +40,25 @@ class _Stalled(Exception):
 
     def __str__(self) -> str:
         return str(self.args[0]) if self.args else "stalled"
+
+
+class Owner(Protocol):
+    """What a handle needs from the supervisor that made it: ``pubsub_connection()`` is a
+    new RESP2 connection to the target as it is now; ``track()`` says whether the handle
+    is subscribed on a live connection (its ``omem`` is then sampled)."""
+
+    @property
+    def config(self) -> SupervisorConfig: ...
+
+    def connection_lost(self, loss: Loss) -> None: ...
+
+    async def wait_for(self, state: ConnectionState, timeout: float | None = None) -> None: ...
+
+    def pubsub_connection(self) -> AbstractConnection: ...
+
+    def track(self, handle: SupervisedPubSub, subscribed: bool) -> None: ...
+
+    def publish_resubscribed(self, **fields: Any) -> Resubscribed: ...
 
 
 class SupervisedPubSub:
@@ -84,7 +71,7 @@ class SupervisedPubSub:
     re-subscribes, so the server never counts a subscriber that nobody reads.
     """
 
-    def __init__(self, sup: Supervisor) -> None:
+    def __init__(self, sup: Owner) -> None:
         self._sup = sup
         config = sup.config
         self._interval = config.health_check_interval
@@ -93,18 +80,12 @@ class SupervisedPubSub:
         self._backoff = Backoff(
             config.backoff_base, config.backoff_cap, jitter=config.backoff_jitter
         )
-        self.channels: set[str] = set()
-        self.patterns: set[str] = set()
-        self.shard_channels: set[str] = set()
+        self._subs = subs = Subscriptions()
+        self.channels, self.patterns = subs.channels, subs.patterns
+        self.shard_channels = subs.shard_channels
         self._conn: AbstractConnection | None = None
         self._queue: deque[Message | Resubscribed] = deque()
         self._read_lock = anyio.Lock(fast_acquire=True)
-        self._sent: deque[_Sent] = deque()
-        """Subscribe commands sent on this connection and not yet answered, oldest
-        first: a confirmation or an error reply (NOPERM) answers the oldest."""
-        self._unsent: list[_Sent] = []
-        """Subscribe calls whose command was never answered (no connection, or it was
-        lost): the next resubscription, which sends every name, answers them."""
         self._closed = False
         self.caught_up_at = time.time()
         """The last moment the server is known to have held nothing for this handle
@@ -138,21 +119,18 @@ class SupervisedPubSub:
         """Close the handle: unsubscribe (confirmed, when nobody is reading), drop the
         connection, end iteration."""
         self._closed = True
-        self._sup._pubsubs.discard(self)
+        self._sup.track(self, False)
         if self._conn is not None and not self._read_lock.locked():
             with anyio.CancelScope(shield=True), anyio.move_on_after(self._timeout):
                 with suppress(RedisError, OSError):
                     await self._unsubscribe_all(self._conn)
         await self._drop()
-        for sent in self._unsent:
-            sent.done.set()
-        self._unsent.clear()
+        self._subs.release()
 
     async def _drop(self) -> None:
         conn, self._conn = self._conn, None
         self.client_id = None
-        self._unsent += self._sent  # unanswered: the resubscription answers them
-        self._sent.clear()
+        self._subs.connection_gone()
         if conn is not None:
             with (
                 anyio.CancelScope(shield=True),
@@ -165,14 +143,14 @@ class SupervisedPubSub:
 
     async def subscribe(self, *channels: str) -> None:
         """Subscribe, and return once the server has confirmed every channel."""
-        await self._add("subscribe", self.channels, channels)
+        await self._add("subscribe", channels)
 
     async def psubscribe(self, *patterns: str) -> None:
-        await self._add("psubscribe", self.patterns, patterns)
+        await self._add("psubscribe", patterns)
 
     async def ssubscribe(self, *channels: str) -> None:
         """Sharded channels (Redis 7+)."""
-        await self._add("ssubscribe", self.shard_channels, channels)
+        await self._add("ssubscribe", channels)
 
     async def unsubscribe(self, *channels: str) -> None:
         await self._remove("UNSUBSCRIBE", self.channels, channels)
@@ -183,15 +161,14 @@ class SupervisedPubSub:
     async def sunsubscribe(self, *channels: str) -> None:
         await self._remove("SUNSUBSCRIBE", self.shard_channels, channels)
 
-    async def _add(self, kind: str, names: set[str], new: tuple[str, ...]) -> None:
+    async def _add(self, kind: str, new: tuple[str, ...]) -> None:
         if self._closed:
             raise RuntimeError("this pub/sub handle is closed")
         if not new:
             raise ValueError(f"{kind} needs at least one name")
-        names.update(new)
-        sent = _Sent(kind, list(new))
+        sent = self._subs.request(kind, new)
         if self._conn is None:
-            self._unsent.append(sent)
+            self._subs.wait_for_connection(sent)
         else:
             try:
                 await self._send(self._conn, sent)
@@ -208,28 +185,9 @@ class SupervisedPubSub:
         if sent.error is not None:
             raise sent.error
 
-    async def _send(self, conn: AbstractConnection, sent: _Sent) -> None:
-        self._sent.append(sent)
+    async def _send(self, conn: AbstractConnection, sent: Sent) -> None:
+        self._subs.sending(sent)
         await conn.send_command(sent.kind.upper(), *sent.names, check_health=False)
-
-    def _confirmed(self) -> None:
-        if self._sent:
-            sent = self._sent[0]
-            sent.remaining -= 1
-            if sent.remaining <= 0:
-                self._sent.popleft()
-                sent.done.set()
-
-    def _refuse(self, exc: ResponseError) -> None:
-        """The server refused the oldest unanswered subscribe command (an ACL user may
-        not read those channels): an error for that call, nothing more. Its names leave
-        the handle, so a reconnect does not ask again."""
-        if not self._sent:
-            return
-        sent = self._sent.popleft()
-        getattr(self, _KINDS[sent.kind]).difference_update(sent.names)
-        sent.error = exc
-        sent.done.set()
 
     async def _remove(self, command: str, names: set[str], gone: tuple[str, ...]) -> None:
         names.difference_update(gone)
@@ -241,14 +199,9 @@ class SupervisedPubSub:
 
     async def _unsubscribe_all(self, conn: AbstractConnection) -> None:
         expected = 0
-        for command, names in (
-            ("UNSUBSCRIBE", self.channels),
-            ("PUNSUBSCRIBE", self.patterns),
-            ("SUNSUBSCRIBE", self.shard_channels),
-        ):
-            if names:
-                expected += len(names)
-                await conn.send_command(command, *sorted(names), check_health=False)
+        for command, names in self._subs.unsubscribe_commands():
+            expected += len(names)
+            await conn.send_command(command, *names, check_health=False)
         while expected:
             reply = await conn.read_response(disconnect_on_error=False)
             if isinstance(reply, list) and replies.text(reply[0]).lower().endswith("unsubscribe"):
@@ -275,7 +228,7 @@ class SupervisedPubSub:
         try:
             await self._read_some()
         except ResponseError as exc:
-            self._refuse(exc)
+            self._subs.refuse(exc)
         except Exception as exc:
             if self._closed:
                 # aclose() from another task dropped the connection, maybe in the middle
@@ -319,8 +272,8 @@ class SupervisedPubSub:
         elif kind == "pmessage":
             self._queue.append(Message(kind, reply[2], reply[3], pattern=reply[1]))
             self._behind += len(reply[3]) + len(reply[2]) + len(reply[1]) + 32
-        elif kind in _KINDS:
-            self._confirmed()
+        elif kind in KINDS:
+            self._subs.confirmed()
         return kind
 
     def gone_from_server(self) -> Loss | None:
@@ -385,8 +338,7 @@ class SupervisedPubSub:
             self._queue.appendleft(self._resubscribed(run_id_before))
 
     async def _connect_and_subscribe(self) -> None:
-        kwargs = {**self._sup._connection_kwargs, "protocol": 2}
-        conn = self._sup._connection_class(**kwargs)
+        conn = self._sup.pubsub_connection()
         self._conn = conn
         self.output_buffer_seen = 0
         try:
@@ -407,18 +359,10 @@ class SupervisedPubSub:
                 self._run_id = None  # an ACL user without INFO: restarts are not told
             try:
                 limits = await _call(conn, "CONFIG", "GET", "client-output-buffer-limit")
-                self._output_buffer_limit = _pubsub_limit(replies.config_value(limits))
+                self._output_buffer_limit = pubsub_limit(replies.config_value(limits))
             except ResponseError:
                 self._output_buffer_limit = None
-            batch = [
-                _Sent(kind, list(names))
-                for kind, names in (
-                    ("subscribe", self.channels),
-                    ("psubscribe", self.patterns),
-                    ("ssubscribe", self.shard_channels),
-                )
-                if names
-            ]
+            batch = self._subs.resubscription()
             for sent in batch:
                 await self._send(conn, sent)
             for sent in batch:
@@ -426,48 +370,25 @@ class SupervisedPubSub:
                     try:
                         self._handle(await conn.read_response(disconnect_on_error=False))
                     except ResponseError as exc:
-                        self._refuse(exc)
-        refused = {sent.kind: sent.error for sent in batch if sent.error is not None}
-        for waiting in self._unsent:
-            waiting.error = refused.get(waiting.kind)
-            waiting.done.set()
-        self._unsent.clear()
+                        self._subs.refuse(exc)
+        self._subs.resubscribed(batch)
         self._behind = 0
         self._reported = False
         self.caught_up_at = time.time()
         if not self._closed:
-            self._sup._pubsubs.add(self)
+            self._sup.track(self, True)
 
     def _resubscribed(self, run_id_before: str | None) -> Resubscribed:
-        loss = self._loss
-        cause, detail = attribute(
-            Evidence(
-                error=loss.error,
-                run_id_before=run_id_before,
-                run_id_after=self._run_id,
-                reachable=True,
-                output_buffer_seen=loss.output_buffer_seen,
-                output_buffer_limit=loss.output_buffer_limit,
-                stalled=loss.stalled,
-                client_class="pubsub",
-            )
+        subs, up_at = self._subs, time.time()
+        cause, detail = gap_detail(
+            self._loss, run_id_before, self._run_id, subs, self._down_at, up_at
         )
-        up_at = time.time()
-        everything = sorted(self.channels | self.patterns | self.shard_channels)
-        names = ", ".join(everything[:_NAMED])
-        if len(everything) > _NAMED:
-            names += f" and {len(everything) - _NAMED:,} more (the event lists them all)"
-        detail = (
-            f"{detail}. Re-subscribed to {names}; messages published between down_at and "
-            f"up_at ({up_at - self._down_at:.2f} s) were not delivered: resync them"
-        )
-        return self._sup._publish(
-            Resubscribed,
+        return self._sup.publish_resubscribed(
             cause=cause,
             detail=detail,
-            channels=tuple(sorted(self.channels)),
-            patterns=tuple(sorted(self.patterns)),
-            shard_channels=tuple(sorted(self.shard_channels)),
+            channels=tuple(sorted(subs.channels)),
+            patterns=tuple(sorted(subs.patterns)),
+            shard_channels=tuple(sorted(subs.shard_channels)),
             down_at=self._down_at,
             up_at=up_at,
         )
@@ -476,13 +397,3 @@ class SupervisedPubSub:
 async def _call(conn: AbstractConnection, *args: Any) -> Any:
     await conn.send_command(*args, check_health=False)
     return await conn.read_response(disconnect_on_error=False)
-
-
-def _pubsub_limit(limits: str) -> str | None:
-    """The ``pubsub`` class of a ``client-output-buffer-limit`` value, if it limits anything."""
-    parts = limits.split()
-    for i in range(0, len(parts) - 3, 4):
-        if parts[i] == "pubsub" and any(p != "0" for p in parts[i + 1 : i + 4]):
-            hard, soft, seconds = parts[i + 1 : i + 4]
-            return f"pubsub hard {hard} bytes, soft {soft} bytes for {seconds} s"
-    return None

@@ -10,8 +10,8 @@ from dataclasses import dataclass
 from typing import Protocol
 
 from supervisor.causes import Cause
+from supervisor.connection.gate import Gate
 from supervisor.errors import Unavailable
-from supervisor.gate import Gate
 
 __all__ = ("Loss", "Reported", "Watcher", "describe")
 

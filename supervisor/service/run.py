@@ -15,17 +15,15 @@ from contextlib import AsyncExitStack
 import anyio
 import structlog
 
-from supervisor.cluster import ClusterSupervisor
-from supervisor.httpserver import Response, serve
-from supervisor.metrics import Metrics
-from supervisor.monitor import Monitor
-from supervisor.service_config import ServiceConfig
-from supervisor.state import ConnectionState
-from supervisor.supervisor import Supervisor
+from supervisor.service.config import ServiceConfig
+from supervisor.service.http import Response, serve
+from supervisor.service.monitor import Monitor
+from supervisor.service.prometheus import Metrics
+from supervisor.targets.cluster import ClusterSupervisor
+from supervisor.targets.readiness import AnySupervisor, health_response
+from supervisor.targets.single import Supervisor
 
-AnySupervisor = Supervisor | ClusterSupervisor
-
-__all__ = ("health_response", "run")
+__all__ = ("run",)
 
 log = structlog.get_logger("supervisor")
 
@@ -75,33 +73,6 @@ async def _count_events(name: str, sup: AnySupervisor, metrics: Metrics) -> None
     async with sup.subscribe(max_buffer=1000) as events:
         async for event in events:
             metrics.record(name, event)
-
-
-_SERVING = (ConnectionState.READY, ConnectionState.OVERLOADED)
-
-
-def health_response(supervisors: Mapping[str, AnySupervisor]) -> tuple[int, dict[str, object]]:
-    """200 when every target serves commands (READY, or OVERLOADED: commands run on the
-    connections that exist), else 503; the body names each state and cause (and, for a
-    cluster, each node)."""
-    targets: dict[str, dict[str, object]] = {}
-    for name, sup in supervisors.items():
-        targets[name] = {
-            "target": sup.target,
-            "state": sup.state.value,
-            "cause": sup.cause.value if sup.cause else None,
-            "detail": sup.detail,
-        }
-        if isinstance(sup, ClusterSupervisor):
-            targets[name]["nodes"] = {
-                address: {"role": n.role, "up": n.up, "slots": n.slots, "detail": n.detail}
-                for address, n in sup.nodes.items()
-            }
-    ready = all(sup.state in _SERVING for sup in supervisors.values())
-    return (200 if ready else 503), {
-        "status": "ready" if ready else "unavailable",
-        "targets": targets,
-    }
 
 
 def _handler(

@@ -18,10 +18,10 @@ from redis.exceptions import RedisError
 from supervisor.config import SupervisorConfig
 from supervisor.errors import OutcomeUnknown
 from supervisor.events import Event, Resubscribed, ServerSampled, Snapshot, StateChanged
-from supervisor.hub import Subscription
-from supervisor.pubsub import SupervisedPubSub
 from supervisor.state import ConnectionState
-from supervisor.supervisor import Supervisor
+from supervisor.targets.hub import Subscription
+from supervisor.targets.pubsub import SupervisedPubSub
+from supervisor.targets.single import Supervisor
 from supervisor.testing import RedisServer, make_server
 
 __all__ = ("demo_main",)
@@ -234,7 +234,7 @@ def summary(outcomes: list[Outcome]) -> str:
 
 
 def demo_main(*, quick: bool = False) -> int:
-    from supervisor.logconfig import configure_logging
+    from supervisor.service.logconfig import configure_logging
 
     configure_logging(json=False, level=40)  # the demo prints its own lines
     server = make_server()

@@ -19,11 +19,11 @@ import anyio
 from redis.asyncio.connection import Connection, SSLConnection
 from redis.exceptions import RedisError, ResponseError
 
-from supervisor import replies
-from supervisor.backoff import Backoff
 from supervisor.causes import Cause
-from supervisor.losses import describe
-from supervisor.probe import ProbeFailed
+from supervisor.connection import replies
+from supervisor.connection.backoff import Backoff
+from supervisor.connection.losses import describe
+from supervisor.connection.probe import ProbeFailed
 
 __all__ = ("Address", "SentinelNotice", "SentinelWatcher", "parse_address")
 

@@ -1,0 +1,86 @@
+"""Embedding in ASGI web apps (Starlette, FastAPI...) without depending on any of them.
+
+``lifespan(config)`` starts a supervisor with the app and stops it with the
+app; ``ReadinessApp`` is a tiny ASGI endpoint answering 200 while commands are
+served (READY, or OVERLOADED on the connections that exist) and 503 (with the
+state and cause) otherwise.
+
+    app = Starlette(routes=[Route("/ready", ReadinessApp())], lifespan=lifespan(config))
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import AsyncIterator, Awaitable, Callable, MutableMapping
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
+from typing import Any
+
+from supervisor.config import SupervisorConfig
+from supervisor.targets.readiness import health_response
+from supervisor.targets.single import Supervisor
+
+__all__ = ("ReadinessApp", "lifespan", "readiness")
+
+Scope = MutableMapping[str, Any]
+Receive = Callable[[], Awaitable[MutableMapping[str, Any]]]
+Send = Callable[[MutableMapping[str, Any]], Awaitable[None]]
+
+
+def lifespan(
+    config: SupervisorConfig, *, state_key: str = "supervisor"
+) -> Callable[[Any], AbstractAsyncContextManager[dict[str, Supervisor]]]:
+    """An ASGI lifespan: the supervisor runs exactly as long as the app.
+
+    The supervisor is put into the lifespan state (``request.state.supervisor``
+    in Starlette) and, when the app has a ``state`` attribute, on ``app.state``.
+    Startup does not fail while Redis is down: readiness says so instead.
+    """
+
+    @asynccontextmanager
+    async def _lifespan(app: Any) -> AsyncIterator[dict[str, Supervisor]]:
+        async with Supervisor(config) as sup:
+            app_state = getattr(app, "state", None)
+            if app_state is not None:
+                setattr(app_state, state_key, sup)
+            yield {state_key: sup}
+
+    return _lifespan
+
+
+def readiness(sup: Supervisor) -> tuple[int, dict[str, object]]:
+    """``(200, body)`` while commands are served (READY or OVERLOADED), else ``(503,
+    body)``; the body names state and cause."""
+    return health_response({"redis": sup})
+
+
+class ReadinessApp:
+    """An ASGI endpoint for readiness probes; finds the supervisor in the lifespan state."""
+
+    def __init__(self, state_key: str = "supervisor") -> None:
+        self._key = state_key
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        sup = self._find(scope)
+        body: dict[str, object]
+        if sup is None:
+            status, body = 503, {"status": "unavailable", "error": "no supervisor in app state"}
+        else:
+            status, body = readiness(sup)
+        payload = json.dumps(body).encode()
+        await send(
+            {
+                "type": "http.response.start",
+                "status": status,
+                "headers": [
+                    (b"content-type", b"application/json"),
+                    (b"content-length", str(len(payload)).encode()),
+                ],
+            }
+        )
+        await send({"type": "http.response.body", "body": payload})
+
+    def _find(self, scope: Scope) -> Supervisor | None:
+        found = scope.get("state", {}).get(self._key)
+        if found is None:
+            found = getattr(getattr(scope.get("app"), "state", None), self._key, None)
+        return found if isinstance(found, Supervisor) else None

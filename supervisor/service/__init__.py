@@ -1,0 +1,5 @@
+"""The standalone process (``python -m supervisor run``) and its tools.
+
+Its configuration, HTTP ``/health`` and ``/metrics``, Prometheus text, server monitoring,
+``diagnose`` and ``demo``. May import every layer below it; nothing imports it.
+"""

@@ -1,0 +1,142 @@
+"""Throwaway Redis Clusters: three primaries and three replicas on loopback."""
+
+from __future__ import annotations
+
+import shutil
+import socket
+import subprocess
+import time
+
+import redis
+
+from supervisor.testing.servers import BinaryServer, free_port
+from supervisor.testing.tls import TLSFiles
+
+
+def _cluster_port() -> int:
+    """A free port whose cluster bus port (+10000) is free and valid too."""
+    for _ in range(100):
+        port = free_port()
+        if port + 10000 > 65535:
+            continue
+        with socket.socket() as s:
+            try:
+                s.bind(("127.0.0.1", port + 10000))
+            except OSError:
+                continue
+        return port
+    raise RuntimeError("no free port pair for a cluster node")
+
+
+class ClusterNode(BinaryServer):
+    """A cluster-enabled ``redis-server`` whose bus port (port + 10000) is free too."""
+
+    def __init__(self, *extra: str, tls: TLSFiles | None = None) -> None:
+        super().__init__(*extra, tls=tls)
+        self.port = _cluster_port()
+
+    def _pick_port(self) -> int:
+        return _cluster_port()
+
+
+class ClusterSetup:
+    """A Redis Cluster of 3 primaries and 3 replicas on loopback (binary backend only)."""
+
+    def __init__(
+        self, *, node_timeout_ms: int = 1000, full_coverage: bool = True, tls: bool = False
+    ) -> None:
+        """``tls``: every node listens on TLS only, the cluster bus and replication
+        included; ``self.tls.ca`` is the CA clients trust."""
+        self.nodes: list[ClusterNode] = []
+        self.tls = TLSFiles() if tls else None
+        try:
+            self._start(node_timeout_ms, full_coverage)
+        except BaseException:
+            self.close()
+            raise
+
+    def _start(self, node_timeout_ms: int, full_coverage: bool) -> None:
+        self.nodes = [
+            ClusterNode(
+                "--cluster-enabled",
+                "yes",
+                "--cluster-config-file",
+                "nodes.conf",
+                "--cluster-node-timeout",
+                str(node_timeout_ms),
+                "--cluster-require-full-coverage",
+                "yes" if full_coverage else "no",
+                "--repl-diskless-sync-delay",
+                "0",
+                *(("--tls-cluster", "yes", "--tls-replication", "yes") if self.tls else ()),
+                tls=self.tls,
+            )
+            for _ in range(6)
+        ]
+        for node in self.nodes:
+            node.start()
+        cli = shutil.which("redis-cli")
+        if cli is None:
+            raise RuntimeError("redis-cli is not installed (Debian: redis-tools)")
+        subprocess.run(
+            [
+                cli,
+                "--cluster",
+                "create",
+                *(f"127.0.0.1:{n.port}" for n in self.nodes),
+                "--cluster-replicas",
+                "1",
+                "--cluster-yes",
+                *(("--tls", "--cacert", self.tls.ca) if self.tls else ()),
+            ],
+            check=True,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            timeout=60,
+        )
+        self.wait_ok()
+
+    @property
+    def seeds(self) -> list[str]:
+        return [f"127.0.0.1:{n.port}" for n in self.nodes[:3]]
+
+    def node(self, address: str) -> ClusterNode:
+        return next(n for n in self.nodes if f"127.0.0.1:{n.port}" == address)
+
+    def wait_ok(self, timeout: float = 30) -> None:
+        """Until every live node says cluster_state:ok, knows every live node (gossip
+        is slow with a long node timeout), and knows its replica is in sync."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            try:
+                states = []
+                live = [n for n in self.nodes if n._proc is not None and n._proc.poll() is None]
+                for n in live:
+                    with n.admin() as r:
+                        states.append(r.cluster("info")["cluster_state"] == "ok")
+                        known = r.execute_command("CLUSTER", "NODES").splitlines()
+                        settled = [k for k in known if "handshake" not in k]
+                        states.append(len(settled) >= len(live))
+                        info = r.info("replication")
+                        if info["role"] == "slave":
+                            states.append(info.get("master_link_status") == "up")
+                if all(states):
+                    return
+            except redis.RedisError:
+                pass
+            time.sleep(0.1)
+        raise RuntimeError(f"the cluster did not reach cluster_state:ok in {timeout} s")
+
+    def primary_of(self, key: str) -> str:
+        with self.nodes[0].admin() as r:
+            slot = r.cluster("keyslot", key)
+            for start, end, primary, *_ in r.execute_command("CLUSTER", "SLOTS"):
+                if start <= slot <= end:
+                    return f"{primary[0]}:{primary[1]}"
+        raise LookupError(key)
+
+    def close(self) -> None:
+        for node in self.nodes:
+            node.close()
+        if self.tls is not None:
+            self.tls.close()

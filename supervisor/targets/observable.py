@@ -79,6 +79,11 @@ class Observable:
     def detail(self) -> str:
         return self._detail
 
+    @property
+    def changed_at(self) -> float:
+        """``time.monotonic()`` of the last change of state."""
+        return self._changed_at
+
     async def wait_for(self, state: ConnectionState, timeout: float | None = None) -> None:
         """Wait until the target is in ``state``.
 
@@ -139,6 +144,10 @@ class Observable:
             self._changed = None
         self._publish(StateChanged, previous=previous, current=new, cause=cause, detail=detail)
         return True
+
+    def _set_reason(self, cause: Cause, detail: str) -> None:
+        """Why the target is where it is, learned without a change of state."""
+        self._cause, self._detail = cause, detail
 
     def _state_changed(self) -> anyio.Event:
         if self._changed is None:

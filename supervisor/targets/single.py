@@ -13,7 +13,7 @@ import random
 import time
 from collections.abc import AsyncGenerator
 from contextlib import asynccontextmanager
-from typing import Any, NamedTuple, Self, final
+from typing import Any, Self, final
 
 import anyio
 from anyio import AsyncContextManagerMixin
@@ -41,34 +41,9 @@ from supervisor.targets.overload import Overload
 from supervisor.targets.prober import Prober
 from supervisor.targets.pubsub import SupervisedPubSub
 from supervisor.targets.sentinel import SentinelWatcher, parse_address
+from supervisor.targets.statistics import SupervisorStatistics
 
 __all__ = ("Supervisor", "SupervisorStatistics")
-
-
-class SupervisorStatistics(NamedTuple):
-    """A read-only snapshot of counters, for metrics and tests."""
-
-    state: ConnectionState
-    generation: int
-    """How many times the pool was renewed after an outage (1 after the first connect)."""
-    connect_attempts: int
-    """Failed connection attempts by the prober."""
-    connect_attempts_by_cause: dict[str, int]
-    """The same, by cause (``Cause.value``)."""
-    connections_lost: int
-    connections_lost_by_cause: dict[str, int]
-    """The same, by the cause they were attributed to (``Cause.value``)."""
-    health_checks: int
-    health_latency: float | None
-    """Seconds the health check's last round trip (PING, or INFO on a fresh connection) took,
-    or None before the first."""
-    waiters: int
-    """Commands waiting: at the gate, or for a connection to be released."""
-    subscribers: int
-    dropped_events: int
-    """Events subscribers lost to a full buffer (current subscribers only)."""
-    sentinels_watched: int
-    """Sentinels whose announcements arrive (0 unless the target is a Sentinel service)."""
 
 
 @final

@@ -1,0 +1,35 @@
+"""``SupervisorStatistics``: the counters ``statistics()`` returns, for every kind of target."""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+from supervisor.state import ConnectionState
+
+__all__ = ("SupervisorStatistics",)
+
+
+class SupervisorStatistics(NamedTuple):
+    """A read-only snapshot of counters, for metrics and tests."""
+
+    state: ConnectionState
+    generation: int
+    """How many times the pool was renewed after an outage (1 after the first connect)."""
+    connect_attempts: int
+    """Failed connection attempts by the prober."""
+    connect_attempts_by_cause: dict[str, int]
+    """The same, by cause (``Cause.value``)."""
+    connections_lost: int
+    connections_lost_by_cause: dict[str, int]
+    """The same, by the cause they were attributed to (``Cause.value``)."""
+    health_checks: int
+    health_latency: float | None
+    """Seconds the health check's last round trip (PING, or INFO on a fresh connection) took,
+    or None before the first."""
+    waiters: int
+    """Commands waiting: at the gate, or for a connection to be released."""
+    subscribers: int
+    dropped_events: int
+    """Events subscribers lost to a full buffer (current subscribers only)."""
+    sentinels_watched: int
+    """Sentinels whose announcements arrive (0 unless the target is a Sentinel service)."""

@@ -10,53 +10,31 @@ from __future__ import annotations
 
 import dataclasses
 import os
-import re
-import socket
-import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
-from urllib.parse import urlsplit
 
-from redis.asyncio.connection import (
-    Connection,
-    SSLConnection,
-    UnixDomainSocketConnection,
-    parse_url,
-)
+from redis.asyncio.connection import parse_url
 from redis.driver_info import DriverInfo
-from redis.exceptions import RedisError
 
 from supervisor._version import __version__
 from supervisor.errors import ConfigError
+from supervisor.options import (
+    MAX_SECONDS,
+    MIN_SECONDS,
+    URL_KEYS,
+    check_redis_options,
+    check_url,
+    closest,
+    keepalive_options,
+    redact_url,
+)
+from supervisor.sources import coerce, env_overrides, read_toml
 
 __all__ = ("SupervisorConfig", "redact_url")
 
 Offline = Literal["wait", "fail_fast"]
-ENV_PREFIX = "SUPERVISOR_"
-
-
-def redact_url(url: str) -> str:
-    """Return ``url`` with every password replaced by ``***``.
-
-    Works on the raw text, not on a URL parser's reading of it: a password with an
-    unencoded ``#``, ``/`` or ``?`` is misread by parsers, yet must still be hidden. The
-    credentials end at the last ``@``; a ``password=`` query option is hidden too.
-    """
-    scheme, sep, rest = url.partition("://")
-    if not sep:
-        return url
-    userinfo, at, location = rest.rpartition("@")
-    if at:
-        user, colon, _ = userinfo.partition(":")
-        # "user:password@" keeps the user; a lone "secret@" may be a misplaced password
-        shown = f"{user}:***@" if colon else "***@"
-        rest = shown + location
-    return scheme + sep + _QUERY_PASSWORD.sub(r"\1***", rest)
-
-
-_QUERY_PASSWORD = re.compile(r"([?&]password=)[^&#]*", re.IGNORECASE)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -160,7 +138,7 @@ class SupervisorConfig:
     redis_options: Mapping[str, Any] = field(default_factory=dict, repr=False)
 
     def __post_init__(self) -> None:
-        _validate_url(self.url)
+        check_url(self.url)
         _apply_url_options(self)
         _validate(self)
         # command names are compared upper-case wherever they come from
@@ -208,11 +186,11 @@ class SupervisorConfig:
         known = {f.name for f in dataclasses.fields(cls)}
         for key in values:
             if key not in known:
-                hint = _closest(key, known)
+                hint = closest(key, known)
                 raise ConfigError(
                     f"{source}: unknown key {key!r}{hint}; valid keys: {', '.join(sorted(known))}"
                 )
-        coerced = {k: _coerce(k, v, source) for k, v in values.items()}
+        coerced = {k: coerce(k, v, source, _DEFAULTS) for k, v in values.items()}
         try:
             return cls(**coerced)
         except ConfigError as exc:
@@ -222,7 +200,7 @@ class SupervisorConfig:
     def from_env(cls, env: Mapping[str, str] | None = None) -> SupervisorConfig:
         """The defaults, overridden by ``SUPERVISOR_<KEY>`` variables of ``env``
         (``os.environ`` by default): for apps configured by their environment."""
-        values = env_overrides(os.environ if env is None else env)
+        values = env_overrides(os.environ if env is None else env, _KEYS)
         return cls.from_mapping(values, source="environment (SUPERVISOR_*)")
 
     @classmethod
@@ -235,13 +213,13 @@ class SupervisorConfig:
         """
         file = Path(path)
         values = read_toml(file)
-        values.update(env_overrides(os.environ if env is None else env))
+        values.update(env_overrides(os.environ if env is None else env, _KEYS))
         return cls.from_mapping(values, source=str(file))
 
     def connection_kwargs(self) -> dict[str, Any]:
         """Keyword arguments for redis-py connections built from this config."""
         kwargs = self._parsed()
-        for name in _URL_KEYS:
+        for name in URL_KEYS:
             kwargs.pop(name, None)
         kwargs.update(self.redis_options)
         kwargs.update(
@@ -257,98 +235,18 @@ class SupervisorConfig:
         if "path" not in kwargs:
             kwargs["socket_keepalive"] = self.tcp_keepalive
             if self.tcp_keepalive:
-                kwargs["socket_keepalive_options"] = _keepalive_options(self)
+                kwargs["socket_keepalive_options"] = keepalive_options(
+                    self.tcp_keepalive_idle, self.tcp_keepalive_interval, self.tcp_keepalive_count
+                )
         return kwargs
 
 
-def read_toml(file: Path) -> dict[str, Any]:
-    """A TOML file as a dict; ``ConfigError`` naming the file when it is missing or broken."""
-    try:
-        return tomllib.loads(file.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise ConfigError(f"{file}: no such config file") from None
-    except tomllib.TOMLDecodeError as exc:
-        raise ConfigError(f"{file}: not valid TOML: {exc}") from None
-
-
-def env_overrides(env: Mapping[str, str]) -> dict[str, str]:
-    """The ``SUPERVISOR_<KEY>`` variables that name a config key, as strings."""
-    known = {f.name for f in dataclasses.fields(SupervisorConfig)}
-    out = {}
-    for name, value in env.items():
-        if name.startswith(ENV_PREFIX):
-            key = name[len(ENV_PREFIX) :].lower()
-            if key in known:
-                out[key] = value
-    return out
-
-
-def _keepalive_options(config: SupervisorConfig) -> dict[int, int]:
-    options = {}
-    for opt, value in (
-        ("TCP_KEEPIDLE", config.tcp_keepalive_idle),
-        ("TCP_KEEPINTVL", config.tcp_keepalive_interval),
-        ("TCP_KEEPCNT", config.tcp_keepalive_count),
-    ):
-        if hasattr(socket, opt):
-            options[getattr(socket, opt)] = value
-    return options
-
-
-def _coerce(key: str, value: Any, source: str) -> Any:
-    """Turn strings (from the environment) into the field's type."""
-    if key in ("idempotent_commands", "sentinels", "cluster_nodes"):
-        if isinstance(value, str):
-            value = [v for v in value.replace(",", " ").split() if v]
-        if not isinstance(value, (list, tuple)) or not all(isinstance(v, str) for v in value):
-            raise ConfigError(f"{source}: {key} must be a list of strings")
-        return tuple(v.upper() for v in value) if key == "idempotent_commands" else tuple(value)
-    if key == "redis_options":
-        if not isinstance(value, Mapping) or not all(isinstance(k, str) for k in value):
-            raise ConfigError(
-                f"{source}: redis_options must be a table of redis-py connection options "
-                "(a [redis_options] table in the file; not settable from the environment)"
-            )
-        return dict(value)
-    if not isinstance(value, str):
-        return value
-    if key in ("socket_timeout", "server_idle_timeout") and value.strip().lower() == "none":
-        return None
-    default = _DEFAULTS.get(key)
-    try:
-        if isinstance(default, bool):
-            lowered = value.strip().lower()
-            if lowered not in ("1", "0", "true", "false", "yes", "no", "on", "off"):
-                raise ValueError(value)
-            return lowered in ("1", "true", "yes", "on")
-        if isinstance(default, int):
-            return int(value)
-        if isinstance(default, float) or key in ("server_idle_timeout", "socket_timeout"):
-            return float(value)
-    except ValueError:
-        kind = type(default).__name__ if default is not None else "number"
-        raise ConfigError(f"{source}: {key} must be a {kind}, got {value!r}") from None
-    return value
-
-
+_KEYS = frozenset(f.name for f in dataclasses.fields(SupervisorConfig))
 _DEFAULTS = {
     f.name: f.default
     for f in dataclasses.fields(SupervisorConfig)
     if f.default is not dataclasses.MISSING
 }
-
-
-def _closest(key: str, known: set[str]) -> str:
-    import difflib
-
-    match = difflib.get_close_matches(key, sorted(known), n=1)
-    return f" (did you mean {match[0]!r}?)" if match else ""
-
-
-_MAX_SECONDS = 86400.0
-"""A day: longer waits are a typo (or ``inf``), not a setting."""
-_MIN_SECONDS = 0.001
-"""A millisecond: shorter waits are below what the event loop times, a busy loop."""
 
 
 def _validate(c: SupervisorConfig) -> None:
@@ -369,11 +267,11 @@ def _validate(c: SupervisorConfig) -> None:
         if (
             isinstance(value, bool)
             or not isinstance(value, (int, float))
-            or not _MIN_SECONDS <= value < _MAX_SECONDS
+            or not MIN_SECONDS <= value < MAX_SECONDS
         ):
             raise ConfigError(
-                f"{name} must be a number of seconds from {_MIN_SECONDS:g} to below "
-                f"{_MAX_SECONDS:g}, got {value!r}"
+                f"{name} must be a number of seconds from {MIN_SECONDS:g} to below "
+                f"{MAX_SECONDS:g}, got {value!r}"
             )
     # the kernel caps the keepalive settings (Linux: 32767 s, 127 probes)
     integers: dict[str, tuple[int, int]] = {
@@ -409,11 +307,11 @@ def _validate(c: SupervisorConfig) -> None:
     if c.server_idle_timeout is not None and (
         isinstance(c.server_idle_timeout, bool)
         or not isinstance(c.server_idle_timeout, (int, float))
-        or not 0 <= c.server_idle_timeout < _MAX_SECONDS
+        or not 0 <= c.server_idle_timeout < MAX_SECONDS
     ):
         raise ConfigError(
             f"server_idle_timeout must be seconds from 0 (the server has no idle timeout) "
-            f"to below {_MAX_SECONDS:g}, or None, got {c.server_idle_timeout!r}"
+            f"to below {MAX_SECONDS:g}, or None, got {c.server_idle_timeout!r}"
         )
     if not isinstance(c.idempotent_commands, (list, tuple)) or not all(
         isinstance(n, str) and n.strip() for n in c.idempotent_commands
@@ -432,7 +330,7 @@ def _validate(c: SupervisorConfig) -> None:
             f"client_name must be a word without spaces (None or '' for none), "
             f"got {c.client_name!r}"
         )
-    _validate_redis_options(c)
+    check_redis_options(c.redis_options, c.url, c.connection_kwargs())
     protocols = (c.redis_options.get("protocol"), dict(parse_url(c.url)).get("protocol"))
     if c.auto_pipeline and any(str(p) not in ("2", "None") for p in protocols):
         raise ConfigError(
@@ -443,132 +341,6 @@ def _validate(c: SupervisorConfig) -> None:
         raise ConfigError(
             "auto_pipeline is for a single target or a Sentinel service, not cluster_nodes"
         )
-
-
-_URL_KEYS = {
-    "max_connections": "max_connections",
-    "socket_timeout": "socket_timeout",
-    "socket_connect_timeout": "socket_connect_timeout",
-    "client_name": "client_name",
-    "decode_responses": "decode_responses",
-    "socket_keepalive": "tcp_keepalive",
-}
-"""redis-py URL query options that set a key of this config (redis-py's name: ours)."""
-
-_RESENDS = (
-    "the supervisor decides what is re-sent (see idempotent_commands); redis-py's own "
-    "retries would re-send writes whose reply was lost. Only no retries are accepted "
-    "(Retry(NoBackoff(), 0), retry_on_timeout=False), which is what the supervisor uses"
-)
-
-_OWNED = {
-    **{name: f"set {key} in the config" for name, key in _URL_KEYS.items()},
-    "socket_keepalive_options": "set tcp_keepalive_idle, _interval and _count in the config",
-    "host": "put it in url",
-    "port": "put it in url",
-    "path": "put it in url",
-    "db": "put it in url",
-    "connection_class": "the url's scheme chooses it",
-    "retry": _RESENDS,
-    "retry_on_error": _RESENDS,
-    "retry_on_timeout": _RESENDS,
-    "redis_connect_func": "the supervisor's pool connects",
-    "event_dispatcher": "the supervisor's pool owns it",
-}
-"""Connection options the supervisor owns, with what to do instead."""
-
-
-def _apply_url_options(c: SupervisorConfig) -> None:
-    """A URL query option that names a config key sets it (it wins in redis-py); the
-    config setting the same key to something else is a contradiction, refused."""
-    query: dict[str, Any] = dict(parse_url(c.url))
-    for name, key in _URL_KEYS.items():
-        if name not in query:
-            continue
-        value = _coerce(key, query[name], "url")
-        current = getattr(c, key)
-        if current != _DEFAULTS[key] and current != value:
-            raise ConfigError(
-                f"url sets {name}={value!r} but the config sets {key}={current!r}; "
-                "set it in one place"
-            )
-        object.__setattr__(c, key, value)
-
-
-def _connection_class(url: str) -> type[Connection | UnixDomainSocketConnection]:
-    scheme = urlsplit(url).scheme
-    if scheme == "unix":
-        return UnixDomainSocketConnection
-    return SSLConnection if scheme == "rediss" else Connection
-
-
-def _validate_redis_options(c: SupervisorConfig) -> None:
-    options = c.redis_options
-    if not isinstance(options, Mapping) or not all(isinstance(k, str) for k in options):
-        raise ConfigError("redis_options must be a mapping of redis-py connection options")
-    query: dict[str, Any] = dict(parse_url(c.url))
-    url_options = query.keys() - _URL_KEYS.keys() - {"host", "port", "path", "db"}
-    url_options -= {"connection_class", "username", "password"}
-    known = _connection_options()
-    for where, names in (("redis_options", options.keys()), ("url", url_options)):
-        for name in names:
-            value = options[name] if where == "redis_options" else query.get(name)
-            if name in _OWNED:
-                if _retries_off(name, value):
-                    continue
-                raise ConfigError(f"{where}: {name!r} is the supervisor's: {_OWNED[name]}")
-            if name not in known:
-                raise ConfigError(
-                    f"{where}: {name!r} is not a redis-py connection option{_closest(name, known)}"
-                )
-            if name == "health_check_interval" and not _seconds_or_zero(value):
-                raise ConfigError(
-                    f"{where}: health_check_interval={value!r} is redis-py's check of each "
-                    "connection before use: seconds from 0 (off) to below "
-                    f"{_MAX_SECONDS:g}; the supervisor's own health_check_interval is a "
-                    "config key"
-                )
-    kwargs = c.connection_kwargs()
-    kwargs.pop("connection_class", None)
-    try:
-        _connection_class(c.url)(**kwargs)
-    except (TypeError, ValueError, RedisError) as exc:
-        # redis-py's message names the option, not a secret value
-        raise ConfigError(f"redis_options/url: redis-py refuses them: {exc}") from None
-
-
-def _seconds_or_zero(value: Any) -> bool:
-    try:
-        seconds = float(value)
-    except (TypeError, ValueError):
-        return False
-    return not isinstance(value, bool) and 0 <= seconds < _MAX_SECONDS
-
-
-def _retries_off(name: str, value: Any) -> bool:
-    """A redis-py retry setting that re-sends nothing: harmless, so accepted."""
-    if name == "retry":
-        return callable(getattr(value, "get_retries", None)) and value.get_retries() == 0
-    if name in ("retry_on_timeout", "retry_on_error"):
-        return not value
-    return False
-
-
-def _connection_options() -> set[str]:
-    import inspect
-
-    names: set[str] = set()
-    for cls in (Connection, SSLConnection, UnixDomainSocketConnection):
-        for klass in cls.__mro__:
-            init = klass.__dict__.get("__init__")
-            if init is not None:
-                names.update(
-                    p
-                    for p, param in inspect.signature(init).parameters.items()
-                    if param.kind is param.KEYWORD_ONLY or param.kind is param.POSITIONAL_OR_KEYWORD
-                )
-    names.discard("self")
-    return names - _OWNED.keys()
 
 
 def _validate_sentinels(c: SupervisorConfig) -> None:
@@ -601,39 +373,18 @@ def _validate_addresses(key: str, addresses: tuple[str, ...]) -> None:
             raise ConfigError(f"{key}: {address!r} is not host:port, e.g. 127.0.0.1:7000")
 
 
-def _validate_url(url: str) -> None:
-    if not isinstance(url, str) or not url:
-        raise ConfigError("url must be a string like redis://127.0.0.1:6379/0")
-    shown = redact_url(url)
-    userinfo = url.partition("://")[2].rpartition("@")[0]
-    if any(ch in userinfo for ch in "/?#"):
-        raise ConfigError(
-            f"url {shown!r}: the user name or password holds an unencoded '/', '?' or '#', "
-            "which ends a URL's credentials; percent-encode it, e.g. "
-            "urllib.parse.quote(password, safe='')"
-        )
-    try:
-        parts = urlsplit(url)
-        parts.port  # noqa: B018 - raises ValueError on a bad port
-    except ValueError as exc:
-        raise ConfigError(
-            f"url {shown!r} is malformed ({exc}); expected redis://host:port/db"
-        ) from None
-    if parts.scheme not in ("redis", "rediss", "unix"):
-        raise ConfigError(
-            f"url {shown!r} has scheme {parts.scheme or '(none)'!r}; use redis://, "
-            "rediss:// or unix://, e.g. redis://127.0.0.1:6379/0"
-        )
-    if parts.scheme != "unix" and not parts.hostname:
-        raise ConfigError(f"url {shown!r} names no host; expected redis://host:port/db")
-    db = parts.path.strip("/")
-    if parts.scheme != "unix" and db and not db.isdigit():
-        raise ConfigError(
-            f"url {shown!r} is malformed: database {db!r} is not a number; "
-            "expected redis://host:port/0"
-        )
-    try:
-        parse_url(url)
-    except ValueError as exc:
-        message = str(exc).replace(url, shown)
-        raise ConfigError(f"url {shown!r} is malformed: {message}") from None
+def _apply_url_options(c: SupervisorConfig) -> None:
+    """A URL query option that names a config key sets it (it wins in redis-py); the
+    config setting the same key to something else is a contradiction, refused."""
+    query: dict[str, Any] = dict(parse_url(c.url))
+    for name, key in URL_KEYS.items():
+        if name not in query:
+            continue
+        value = coerce(key, query[name], "url", _DEFAULTS)
+        current = getattr(c, key)
+        if current != _DEFAULTS[key] and current != value:
+            raise ConfigError(
+                f"url sets {name}={value!r} but the config sets {key}={current!r}; "
+                "set it in one place"
+            )
+        object.__setattr__(c, key, value)

@@ -15,9 +15,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
 
-from supervisor.config import SupervisorConfig, env_overrides, read_toml
+from supervisor.config import SupervisorConfig
 from supervisor.errors import ConfigError
 from supervisor.service.monitor import MonitorConfig
+from supervisor.sources import env_overrides, read_toml
 
 __all__ = ("HttpConfig", "ServiceConfig")
 
@@ -43,7 +44,7 @@ class ServiceConfig:
     @classmethod
     def default(cls) -> ServiceConfig:
         """Supervise ``redis://127.0.0.1:6379/0``, or ``SUPERVISOR_URL`` and friends."""
-        values = env_overrides(os.environ)
+        values = env_overrides(os.environ, _TARGET_KEYS)
         return cls(targets={"default": SupervisorConfig.from_mapping(values, source="environment")})
 
     @classmethod
@@ -97,3 +98,6 @@ def _section(cls: type[T], values: Mapping[str, Any], source: str) -> T:
         ):
             raise ConfigError(f"{source}: {key} must be a {type(default).__name__}, got {value!r}")
     return cls(**values)
+
+
+_TARGET_KEYS = frozenset(f.name for f in dataclasses.fields(SupervisorConfig))

@@ -111,14 +111,6 @@ class Supervisor(Observable, AsyncContextManagerMixin):
             connect_timeout=config.socket_connect_timeout,
             idle_timeout=config.server_idle_timeout,
         )
-        self._schedule = Schedule(
-            refused_interval=config.refused_interval,
-            backoff_base=config.backoff_base,
-            backoff_cap=config.backoff_cap,
-            jitter=config.backoff_jitter,
-            auth_retry_interval=config.auth_retry_interval,
-            rng=rng,
-        )
         ctx = self._ctx = Context(
             config=config,
             status=self,

@@ -127,6 +127,12 @@ class Context:
     def address(self) -> tuple[Any, Any]:
         return self.connection_kwargs.get("host"), self.connection_kwargs.get("port")
 
+    def attempt_failed(self, cause: Cause) -> None:
+        """Count one failed connection attempt: the prober's, a health check's reopen, or
+        a new connection of the pool's or the shared one's that the server turned away."""
+        self.connect_attempts += 1
+        self.attempts_by_cause[cause.value] += 1
+
     def command_failed(self) -> None:
         """New commands wait for the check that follows, so they do not dial a dead server."""
         self.failed_commands += 1

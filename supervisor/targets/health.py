@@ -169,12 +169,15 @@ class HealthRound:
                         self.lost(replace(loss, command_failed=False))
 
     def lost(self, loss: Loss) -> None:
-        """A connection broke: the next check's facts attribute it."""
+        """A connection broke: the next check's facts attribute it. A new connection the
+        server turned away is a failed connection attempt, counted as the prober's are:
+        the server counts it too (``rejected_connections``)."""
         ctx = self._ctx
         if len(ctx.losses) < _MAX_PENDING_LOSSES and not loss.turned_away:
             ctx.losses.append(loss)
         if loss.turned_away:
             ctx.turned_away = loss
+            ctx.attempt_failed(attribute(Evidence(error=loss.error, reachable=True))[0])
         if loss.command_failed:
             ctx.command_failed()
 
@@ -210,6 +213,7 @@ class HealthRound:
                 ctx.transition(ConnectionState.UNHEALTHY, Cause.NETWORK, failure.detail)
         elif failure.cause is Cause.MAXCLIENTS and answering:
             # the server answered, so it is up: the pool's connections may still work
+            ctx.attempt_failed(Cause.MAXCLIENTS)  # the (re)opening was turned away
             self._overload.enter(Cause.MAXCLIENTS, failure.detail)
         else:
             ctx.transition(ConnectionState.RECONNECTING, failure.cause, failure.detail)

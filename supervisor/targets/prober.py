@@ -117,10 +117,8 @@ class Prober:
         return answered
 
     def _refused_knock(self) -> None:
-        ctx = self._ctx
-        ctx.connect_attempts += 1
-        ctx.attempts_by_cause[Cause.NETWORK.value] += 1
-        ctx.schedule.next_delay(Showed.REFUSED)
+        self._ctx.attempt_failed(Cause.NETWORK)
+        self._ctx.schedule.next_delay(Showed.REFUSED)
 
     def _refused_slowly(self) -> bool:
         """Refused past a restart's gap, at an address a bare connect can knock on (not a
@@ -148,8 +146,7 @@ class Prober:
         """Count a failed attempt and return the wait before the next one. One event
         (and one log line) per situation: a new cause, or a new kind of answer."""
         ctx = self._ctx
-        ctx.connect_attempts += 1
-        ctx.attempts_by_cause[cause.value] += 1
+        ctx.attempt_failed(cause)
         ctx.reason(cause, detail)
         if ctx.status.state is not ConnectionState.OVERLOADED:
             ctx.admit_while_down(cause)

@@ -16,7 +16,8 @@ class SupervisorStatistics(NamedTuple):
     generation: int
     """How many times the pool was renewed after an outage (1 after the first connect)."""
     connect_attempts: int
-    """Failed connection attempts by the prober."""
+    """Failed connection attempts: the prober's, a health check's reopening, and every new
+    connection the server turned away (what it counts as ``rejected_connections``)."""
     connect_attempts_by_cause: dict[str, int]
     """The same, by cause (``Cause.value``)."""
     connections_lost: int

@@ -30,8 +30,14 @@ from redis.asyncio.connection import (
     SSLConnection,
     UnixDomainSocketConnection,
 )
+from redis.asyncio.observability.recorder import (
+    record_connection_count,
+    record_connection_create_time,
+)
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
+from redis.observability.attributes import ConnectionState as ObservedState
+from redis.observability.attributes import get_pool_name
 
 from supervisor.causes import Evidence, attribute
 from supervisor.connection.losses import Loss, Watcher, describe
@@ -132,24 +138,41 @@ class SupervisedConnectionPool(ConnectionPool):
             deadline = anyio.current_time() + self._watcher.command_deadline
             await self._gate.wait_open(deadline)
         if not self._line and not self._woken:
-            try:  # _checkout() inlined: one coroutine frame less on every command
-                return await super().get_connection()  # type: ignore[no-untyped-call,no-any-return]
-            except _NoConnection:
-                pass
-            except (RedisConnectionError, RedisTimeoutError, OSError) as exc:
-                raise _not_sent(exc) from exc
+            connection = await self._checkout()
+            if connection is not None:
+                return connection
         if deadline is None:
             deadline = anyio.current_time() + self._watcher.command_deadline
         return await self._wait_in_line(deadline)
 
     async def _checkout(self) -> AbstractConnection | None:
-        """redis-py's checkout; None when no connection may be had now."""
+        """redis-py 8.1's ``get_connection`` (its connection counts for OpenTelemetry
+        included) without the deprecated-arguments wrapper it pays on every command;
+        None when no connection may be had now."""
+        async with self._lock:
+            before = len(self._available_connections) + len(self._in_use_connections)
+            started = time.monotonic()
+            try:
+                connection = self.get_available_connection()
+            except _NoConnection:
+                return None
+            created = len(self._available_connections) + len(self._in_use_connections) > before
+        name = get_pool_name(self)
+        if created:
+            await record_connection_count(name, ObservedState.USED, 1)
+        else:
+            await record_connection_count(name, ObservedState.IDLE, -1)
+            await record_connection_count(name, ObservedState.USED, 1)
         try:
-            return await super().get_connection()  # type: ignore[no-untyped-call,no-any-return]
-        except _NoConnection:
-            return None
-        except (RedisConnectionError, RedisTimeoutError, OSError) as exc:
-            raise _not_sent(exc) from exc
+            await self.ensure_connection(connection)
+            if created:
+                await record_connection_create_time(self, time.monotonic() - started)
+            return connection
+        except BaseException as exc:
+            await self.release(connection)
+            if isinstance(exc, (RedisConnectionError, RedisTimeoutError, OSError)):
+                raise _not_sent(exc) from exc
+            raise
 
     def get_available_connection(self) -> AbstractConnection:
         available = self._available_connections

@@ -7,9 +7,7 @@ configuration or (for ``diagnose``) no connection.
 from __future__ import annotations
 
 import argparse
-import os
 import sys
-from pathlib import Path
 
 import anyio
 
@@ -34,8 +32,8 @@ def main(argv: list[str] | None = None) -> int:
     diagnose_parser.add_argument(
         "--password-file",
         metavar="FILE",
-        help="read the password from FILE (else $SUPERVISOR_PASSWORD, else the URL's); "
-        "keeps it out of `ps` and shell history",
+        help="read the password from FILE's first line (else $SUPERVISOR_PASSWORD_FILE, "
+        "$SUPERVISOR_PASSWORD, or the URL's): keeps it out of `ps` and shell history",
     )
     diagnose_parser.add_argument("--json", action="store_true", help="print JSON")
     demo_parser = commands.add_parser(
@@ -49,23 +47,10 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "diagnose":
         from supervisor.service.diagnose import diagnose_main
 
-        url = args.url or os.environ.get("SUPERVISOR_URL") or "redis://127.0.0.1:6379/0"
-        try:
-            password = _password(args.password_file)
-        except OSError as exc:
-            print(f"supervisor diagnose: --password-file: {exc.strerror}", file=sys.stderr)
-            return 2
-        return diagnose_main(url, as_json=args.json, password=password)
+        return diagnose_main(args.url, as_json=args.json, password_file=args.password_file)
     from supervisor.service.demo import demo_main
 
     return demo_main(quick=args.quick)
-
-
-def _password(file: str | None) -> str | None:
-    """The password from a file (its first line) or ``$SUPERVISOR_PASSWORD``."""
-    if file:
-        return (Path(file).read_text(encoding="utf-8").splitlines() or [""])[0] or None
-    return os.environ.get("SUPERVISOR_PASSWORD") or None
 
 
 def _run(path: str | None, json: bool | None) -> int:

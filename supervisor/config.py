@@ -21,16 +21,14 @@ from redis.driver_info import DriverInfo
 from supervisor._version import __version__
 from supervisor.errors import ConfigError
 from supervisor.options import (
-    MAX_SECONDS,
-    MIN_SECONDS,
     URL_KEYS,
-    check_redis_options,
     check_url,
     closest,
     keepalive_options,
     redact_url,
 )
-from supervisor.sources import coerce, env_overrides, read_toml
+from supervisor.rules import check_settings
+from supervisor.sources import coerce, env_overrides, read_secret, read_toml
 
 __all__ = ("SupervisorConfig", "redact_url")
 
@@ -98,6 +96,10 @@ class SupervisorConfig:
             target is the cluster (use ``ClusterSupervisor``) and ``url`` only gives
             the credentials and TLS (``rediss://``: every node connection, the
             health checks' too, uses TLS with the url's ``ssl_*`` options).
+        password / password_file: the password of the target's connections, when the url
+            carries none: given, or the first line of a file (``SUPERVISOR_PASSWORD`` and
+            ``SUPERVISOR_PASSWORD_FILE`` from the environment); the same rule in the
+            library, ``run`` and ``diagnose``. It never shows in a repr or a message.
         redis_options: keyword arguments passed untouched to every redis-py
             connection (``encoding``, ``encoding_errors``, ``protocol``,
             ``health_check_interval``, ``credential_provider``, ``driver_info``...).
@@ -135,12 +137,15 @@ class SupervisorConfig:
     sentinel_password: str | None = field(default=None, repr=False)
     sentinel_tls: bool = False
     cluster_nodes: tuple[str, ...] = ()
+    password: str | None = field(default=None, repr=False)
+    password_file: str | None = None
     redis_options: Mapping[str, Any] = field(default_factory=dict, repr=False)
 
     def __post_init__(self) -> None:
         check_url(self.url)
+        _check_password(self)
         _apply_url_options(self)
-        _validate(self)
+        check_settings({f.name: getattr(self, f.name) for f in _FIELDS}, self.connection_kwargs)
         # command names are compared upper-case wherever they come from
         object.__setattr__(
             self, "idempotent_commands", tuple(n.upper() for n in self.idempotent_commands)
@@ -185,6 +190,12 @@ class SupervisorConfig:
         """Build a config from a mapping, rejecting unknown keys by name."""
         known = {f.name for f in dataclasses.fields(cls)}
         for key in values:
+            if key in ("targets", "http", "monitor"):
+                raise ConfigError(
+                    f"{source}: [{key}] is a table of a service file (config/service.toml), "
+                    "not a setting of one target: run it with `python -m supervisor run "
+                    "--config FILE`; a target's settings go in its [targets.NAME] table"
+                )
             if key not in known:
                 hint = closest(key, known)
                 raise ConfigError(
@@ -222,6 +233,11 @@ class SupervisorConfig:
         for name in URL_KEYS:
             kwargs.pop(name, None)
         kwargs.update(self.redis_options)
+        password = self.password or (
+            read_secret(self.password_file) if self.password_file else None
+        )
+        if password:
+            kwargs["password"] = password
         kwargs.update(
             client_name=self.client_name or None,
             socket_timeout=self.socket_timeout,
@@ -241,7 +257,8 @@ class SupervisorConfig:
         return kwargs
 
 
-_KEYS = frozenset(f.name for f in dataclasses.fields(SupervisorConfig))
+_FIELDS = dataclasses.fields(SupervisorConfig)
+_KEYS = frozenset(f.name for f in _FIELDS)
 _DEFAULTS = {
     f.name: f.default
     for f in dataclasses.fields(SupervisorConfig)
@@ -249,128 +266,20 @@ _DEFAULTS = {
 }
 
 
-def _validate(c: SupervisorConfig) -> None:
-    numbers: dict[str, float | None] = {
-        "health_check_interval": c.health_check_interval,
-        "health_check_timeout": c.health_check_timeout,
-        "refused_interval": c.refused_interval,
-        "backoff_base": c.backoff_base,
-        "backoff_cap": c.backoff_cap,
-        "auth_retry_interval": c.auth_retry_interval,
-        "command_deadline": c.command_deadline,
-        "socket_timeout": c.socket_timeout,
-        "socket_connect_timeout": c.socket_connect_timeout,
-    }
-    if c.socket_timeout is None:
-        del numbers["socket_timeout"]
-    for name, value in numbers.items():
-        if (
-            isinstance(value, bool)
-            or not isinstance(value, (int, float))
-            or not MIN_SECONDS <= value < MAX_SECONDS
-        ):
-            raise ConfigError(
-                f"{name} must be a number of seconds from {MIN_SECONDS:g} to below "
-                f"{MAX_SECONDS:g}, got {value!r}"
-            )
-    # the kernel caps the keepalive settings (Linux: 32767 s, 127 probes)
-    integers: dict[str, tuple[int, int]] = {
-        "max_waiters": (c.max_waiters, 10**6),
-        "max_connections": (c.max_connections, 10**5),
-        "tcp_keepalive_idle": (c.tcp_keepalive_idle, 32767),
-        "tcp_keepalive_interval": (c.tcp_keepalive_interval, 32767),
-        "tcp_keepalive_count": (c.tcp_keepalive_count, 127),
-        "event_buffer": (c.event_buffer, 10**6),
-    }
-    for name, (ivalue, most) in integers.items():
-        if isinstance(ivalue, bool) or not isinstance(ivalue, int) or not 1 <= ivalue <= most:
-            raise ConfigError(f"{name} must be an integer from 1 to {most}, got {ivalue!r}")
-    if c.backoff_cap < c.backoff_base:
-        raise ConfigError(
-            f"backoff_cap ({c.backoff_cap}) must be >= backoff_base ({c.backoff_base})"
-        )
-    if (
-        c.socket_timeout is not None
-        and c.health_check_timeout >= c.health_check_interval + c.socket_timeout
-    ):
-        raise ConfigError(
-            f"health_check_timeout ({c.health_check_timeout}) must be below "
-            "health_check_interval + socket_timeout"
-        )
-    if c.offline not in ("wait", "fail_fast"):
-        raise ConfigError(f"offline must be 'wait' or 'fail_fast', got {c.offline!r}")
-    if c.backoff_jitter not in ("narrow", "equal", "full", "decorrelated"):
-        raise ConfigError(
-            "backoff_jitter must be 'narrow', 'equal', 'full' or 'decorrelated', "
-            f"got {c.backoff_jitter!r}"
-        )
-    if c.server_idle_timeout is not None and (
-        isinstance(c.server_idle_timeout, bool)
-        or not isinstance(c.server_idle_timeout, (int, float))
-        or not 0 <= c.server_idle_timeout < MAX_SECONDS
-    ):
-        raise ConfigError(
-            f"server_idle_timeout must be seconds from 0 (the server has no idle timeout) "
-            f"to below {MAX_SECONDS:g}, or None, got {c.server_idle_timeout!r}"
-        )
-    if not isinstance(c.idempotent_commands, (list, tuple)) or not all(
-        isinstance(n, str) and n.strip() for n in c.idempotent_commands
-    ):
-        raise ConfigError(
-            f"idempotent_commands must be a list of command names, got {c.idempotent_commands!r}"
-        )
-    _validate_sentinels(c)
-    for flag in ("tcp_keepalive", "decode_responses", "auto_pipeline", "sentinel_tls"):
-        if not isinstance(getattr(c, flag), bool):
-            raise ConfigError(f"{flag} must be true or false, got {getattr(c, flag)!r}")
-    if c.client_name is not None and (
-        not isinstance(c.client_name, str) or any(ch.isspace() for ch in c.client_name)
-    ):
-        raise ConfigError(
-            f"client_name must be a word without spaces (None or '' for none), "
-            f"got {c.client_name!r}"
-        )
-    check_redis_options(c.redis_options, c.url, c.connection_kwargs())
-    protocols = (c.redis_options.get("protocol"), dict(parse_url(c.url)).get("protocol"))
-    if c.auto_pipeline and any(str(p) not in ("2", "None") for p in protocols):
-        raise ConfigError(
-            "auto_pipeline speaks RESP2: drop protocol from redis_options and the url, "
-            "or auto_pipeline"
-        )
-    if c.auto_pipeline and c.cluster_nodes:
-        raise ConfigError(
-            "auto_pipeline is for a single target or a Sentinel service, not cluster_nodes"
-        )
-
-
-def _validate_sentinels(c: SupervisorConfig) -> None:
-    for key in ("sentinel_username", "sentinel_password"):
-        value = getattr(c, key)
-        if value is not None and (not isinstance(value, str) or not value):
-            raise ConfigError(f"{key} must be a non-empty string or unset")
-    if c.role not in ("master", "replica"):
-        raise ConfigError(f"role must be 'master' or 'replica', got {c.role!r}")
-    _validate_addresses("cluster_nodes", c.cluster_nodes)
-    if not c.sentinels:
-        if c.service_name:
-            raise ConfigError("service_name is set but sentinels is empty; list the sentinels")
-        if c.sentinel_username or c.sentinel_password:
-            raise ConfigError("sentinel credentials are set but sentinels is empty")
-        if c.sentinel_tls:
-            raise ConfigError("sentinel_tls is set but sentinels is empty")
-        return
-    if not c.service_name:
-        raise ConfigError("sentinels is set but service_name is empty; name the Sentinel service")
-    if c.cluster_nodes:
-        raise ConfigError("sentinels and cluster_nodes are both set; a target is one or the other")
-    _validate_addresses("sentinels", c.sentinels)
-
-
-def _validate_addresses(key: str, addresses: tuple[str, ...]) -> None:
-    for address in addresses:
-        host, sep, port = address.rpartition(":")
-        if not sep or not host or not port.isdigit():
-            raise ConfigError(f"{key}: {address!r} is not host:port, e.g. 127.0.0.1:7000")
+def _check_password(c: SupervisorConfig) -> None:
+    """One password, in one place: the url, ``password`` or ``password_file``."""
+    given = [k for k in ("password", "password_file") if getattr(c, k) is not None]
+    if given and not all(isinstance(getattr(c, k), str) and getattr(c, k) for k in given):
+        raise ConfigError(f"{given[0]} must be a non-empty string or unset")
+    options = c.redis_options
+    in_url = dict(parse_url(c.url)).get("password") or (
+        isinstance(options, Mapping) and "password" in options
+    )
+    if len(given) > 1 or (given and in_url):
+        where = [*given, *(["the url or redis_options"] if in_url else [])]
+        raise ConfigError(f"the password is set in {' and in '.join(where)}: set it in one place")
+    if c.password_file is not None:
+        read_secret(c.password_file)
 
 
 def _apply_url_options(c: SupervisorConfig) -> None:

@@ -6,6 +6,7 @@ that cannot is refused naming the key and the type it needs.
 
 from __future__ import annotations
 
+import difflib
 import tomllib
 from collections.abc import Collection, Mapping
 from pathlib import Path
@@ -13,7 +14,16 @@ from typing import Any
 
 from supervisor.errors import ConfigError
 
-__all__ = ("ENV_PREFIX", "coerce", "env_overrides", "read_toml")
+__all__ = (
+    "ENV_PREFIX",
+    "IDENTITY",
+    "OTHER_VARIABLES",
+    "coerce",
+    "env_overrides",
+    "read_secret",
+    "read_toml",
+    "service_env_overrides",
+)
 
 ENV_PREFIX = "SUPERVISOR_"
 
@@ -28,15 +38,105 @@ def read_toml(file: Path) -> dict[str, Any]:
         raise ConfigError(f"{file}: not valid TOML: {exc}") from None
 
 
+OTHER_VARIABLES = frozenset(
+    {
+        # read by supervisor.testing
+        "SUPERVISOR_TEST_BACKEND",
+        "SUPERVISOR_REDIS_SERVER",
+        # set by supervisord in every process it runs
+        "SUPERVISOR_ENABLED",
+        "SUPERVISOR_SERVER_URL",
+        "SUPERVISOR_PROCESS_NAME",
+        "SUPERVISOR_GROUP_NAME",
+    }
+)
+"""``SUPERVISOR_*`` variables that are not settings: left alone, never refused."""
+
+IDENTITY = ("url", "sentinels", "service_name", "cluster_nodes")
+"""Keys that say which server a target is: one value for several targets is a mistake."""
+
+
+def read_secret(path: str) -> str:
+    """The first line of a secret's file; ``ConfigError`` naming the file (never its content)."""
+    try:
+        with open(path, encoding="utf-8") as file:
+            line = file.readline().rstrip("\r\n")
+    except OSError as exc:
+        raise ConfigError(f"password_file {path!r}: {exc.strerror or exc}") from None
+    if not line:
+        raise ConfigError(f"password_file {path!r}: its first line is empty")
+    return line
+
+
 def env_overrides(env: Mapping[str, str], known: Collection[str]) -> dict[str, str]:
-    """The ``SUPERVISOR_<KEY>`` variables that name a ``known`` key, as strings."""
-    out = {}
-    for name, value in env.items():
-        if name.startswith(ENV_PREFIX):
-            key = name[len(ENV_PREFIX) :].lower()
-            if key in known:
-                out[key] = value
+    """The ``SUPERVISOR_<KEY>`` settings of ``env`` for one target, as strings. A
+    ``SUPERVISOR_*`` name that is no setting is refused with the closest one: a typo must
+    not leave a default in force."""
+    common, named = _settings(env, known)
+    if named:
+        first = next(iter(named.values()))
+        raise ConfigError(
+            f"{first}: a SUPERVISOR_<TARGET>__<KEY> name is for a service file's targets; "
+            f"this configuration has one target: use {ENV_PREFIX}<KEY>"
+        )
+    return common
+
+
+def service_env_overrides(
+    env: Mapping[str, str], known: Collection[str], targets: Collection[str], file: object
+) -> dict[str, dict[str, str]]:
+    """The settings of ``env`` for each target of a service file: ``SUPERVISOR_<KEY>``
+    for every target, ``SUPERVISOR_<TARGET>__<KEY>`` for one (it wins)."""
+    common, named = _settings(env, known)
+    if len(targets) > 1:
+        for key in IDENTITY:
+            if key in common:
+                example = f"{ENV_PREFIX}{next(iter(targets)).upper()}__{key.upper()}"
+                raise ConfigError(
+                    f"{ENV_PREFIX}{key.upper()} would point every target of {file} at one "
+                    f"server; name the target, e.g. {example}"
+                )
+    out = {name: dict(common) for name in targets}
+    by_upper = {name.upper(): name for name in targets}
+    for (target, key), variable in named.items():
+        if target not in by_upper:
+            raise ConfigError(
+                f"{variable}: {file} has no target {target.lower()!r}; its targets: "
+                f"{', '.join(targets)}"
+            )
+        out[by_upper[target]][key] = env[variable]
     return out
+
+
+def _settings(
+    env: Mapping[str, str], known: Collection[str]
+) -> tuple[dict[str, str], dict[tuple[str, str], str]]:
+    common: dict[str, str] = {}
+    named: dict[tuple[str, str], str] = {}
+    for variable, value in env.items():
+        if not variable.startswith(ENV_PREFIX) or variable in OTHER_VARIABLES:
+            continue
+        rest = variable[len(ENV_PREFIX) :]
+        target, sep, key = rest.rpartition("__")
+        key = key.lower()
+        if key not in known:
+            raise ConfigError(
+                f"{variable} is not a setting{_hint(variable, key, known)}; a setting is "
+                f"{ENV_PREFIX}<KEY> for a key of config/supervisor.toml: fix the name, or "
+                "unset it"
+            )
+        if sep:
+            named[(target, key)] = variable
+        else:
+            common[key] = value
+    return common, named
+
+
+def _hint(variable: str, key: str, known: Collection[str]) -> str:
+    match = difflib.get_close_matches(key, sorted(known), n=1)
+    if not match:
+        return ""
+    return f" (did you mean {variable[: len(variable) - len(key)]}{match[0].upper()}?)"
 
 
 def coerce(key: str, value: Any, source: str, defaults: Mapping[str, Any]) -> Any:

@@ -18,7 +18,7 @@ from typing import Any, TypeVar
 from supervisor.config import SupervisorConfig
 from supervisor.errors import ConfigError
 from supervisor.service.monitor import MonitorConfig
-from supervisor.sources import env_overrides, read_toml
+from supervisor.sources import env_overrides, read_toml, service_env_overrides
 
 __all__ = ("HttpConfig", "ServiceConfig")
 
@@ -43,7 +43,8 @@ class ServiceConfig:
 
     @classmethod
     def default(cls) -> ServiceConfig:
-        """Supervise ``redis://127.0.0.1:6379/0``, or ``SUPERVISOR_URL`` and friends."""
+        """Supervise ``redis://127.0.0.1:6379/0``, or ``SUPERVISOR_URL`` and the other
+        ``SUPERVISOR_<KEY>`` settings."""
         values = env_overrides(os.environ, _TARGET_KEYS)
         return cls(targets={"default": SupervisorConfig.from_mapping(values, source="environment")})
 
@@ -64,10 +65,15 @@ class ServiceConfig:
         targets_table = _table(values, "targets", file)
         if not targets_table:
             raise ConfigError(f"{file}: [targets] is empty; add a [targets.NAME] table with a url")
+        overrides = service_env_overrides(
+            os.environ if env is None else env, _TARGET_KEYS, list(targets_table), file
+        )
         targets = {
             name: SupervisorConfig.from_mapping(
-                _table(targets_table, name, file, prefix="targets."),
-                source=f"{file} [targets.{name}]",
+                {**_table(targets_table, name, file, prefix="targets."), **overrides[name]},
+                source=f"{file} [targets.{name}] with SUPERVISOR_* overrides"
+                if overrides[name]
+                else f"{file} [targets.{name}]",
             )
             for name in targets_table
         }

@@ -7,7 +7,9 @@ no finding is serious, 1 when one is, 2 when it cannot connect.
 
 from __future__ import annotations
 
+import dataclasses
 import json
+import os
 import sys
 from collections import Counter
 from dataclasses import asdict, dataclass
@@ -24,6 +26,7 @@ from supervisor.config import SupervisorConfig
 from supervisor.connection import replies
 from supervisor.connection.losses import describe
 from supervisor.errors import ConfigError
+from supervisor.sources import env_overrides
 
 __all__ = ("Finding", "Report", "diagnose", "diagnose_main")
 
@@ -259,14 +262,23 @@ def render(report: Report) -> str:
     return "\n".join(lines)
 
 
-def diagnose_main(url: str, *, as_json: bool = False, password: str | None = None) -> int:
+def diagnose_main(
+    url: str | None = None, *, as_json: bool = False, password_file: str | None = None
+) -> int:
+    """``SUPERVISOR_<KEY>`` settings as the library reads them (``SUPERVISOR_URL``,
+    ``SUPERVISOR_PASSWORD``, ``SUPERVISOR_PASSWORD_FILE``...), the arguments on top."""
     try:
-        config = SupervisorConfig(
-            url=url,
-            decode_responses=True,
-            client_name="supervisor-diagnose",
-            redis_options={"password": password} if password else {},
-        )
+        values: dict[str, object] = {
+            **env_overrides(os.environ, _KEYS),
+            "decode_responses": "true",
+            "client_name": "supervisor-diagnose",
+        }
+        if url:
+            values["url"] = url
+        if password_file:
+            values.pop("password", None)
+            values["password_file"] = password_file
+        config = SupervisorConfig.from_mapping(values, source="diagnose")
     except ConfigError as exc:
         print(f"supervisor diagnose: {exc}", file=sys.stderr)
         return 2
@@ -290,3 +302,6 @@ def diagnose_main(url: str, *, as_json: bool = False, password: str | None = Non
     else:
         print(render(report))
     return 1 if report.serious else 0
+
+
+_KEYS = frozenset(f.name for f in dataclasses.fields(SupervisorConfig))

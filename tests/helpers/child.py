@@ -12,7 +12,7 @@ import signal
 import subprocess
 import sys
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -22,10 +22,12 @@ ROOT = Path(__file__).resolve().parents[2]
 
 
 class Child:
-    def __init__(self, args: list[str], directory: Path) -> None:
+    def __init__(
+        self, args: list[str], directory: Path, extra_env: Mapping[str, str] | None = None
+    ) -> None:
         self._out_path = directory / "stdout"
         self._err_path = directory / "stderr"
-        env = {**os.environ, "PYTHONPATH": str(ROOT)}
+        env = {**os.environ, **(extra_env or {}), "PYTHONPATH": str(ROOT)}
         with open(self._out_path, "wb") as out, open(self._err_path, "wb") as err:
             self.proc = subprocess.Popen(
                 args, stdout=out, stderr=err, stdin=subprocess.DEVNULL, env=env, cwd=ROOT
@@ -60,19 +62,22 @@ class Child:
 
 
 @contextmanager
-def python_m(*args: str) -> Iterator[Child]:
-    """``with python_m("run", ...) as child``: killed on the way out if still running."""
+def python_m(*args: str, env: Mapping[str, str] | None = None) -> Iterator[Child]:
+    """``with python_m("run", ...) as child``: killed on the way out if still running;
+    ``env`` adds to (or replaces) the test's environment variables."""
     with tempfile.TemporaryDirectory(prefix="supervisor-child-") as directory:
-        child = Child([sys.executable, "-m", "supervisor", *args], Path(directory))
+        child = Child([sys.executable, "-m", "supervisor", *args], Path(directory), env)
         try:
             yield child
         finally:
             child.kill()
 
 
-def run_python_m(*args: str, timeout: float) -> tuple[int, str, str]:
+def run_python_m(
+    *args: str, timeout: float, env: Mapping[str, str] | None = None
+) -> tuple[int, str, str]:
     """Run to the end: exit code, stdout and stderr; killed and failed past ``timeout``."""
-    with python_m(*args) as child:
+    with python_m(*args, env=env) as child:
         out, err = child.finish(timeout)
         assert child.returncode is not None
         return child.returncode, out, err

@@ -1,0 +1,113 @@
+"""Settings are never ignored: ``SUPERVISOR_*`` overrides reach a service file's targets,
+an unknown ``SUPERVISOR_*`` name is refused with the closest one, the password follows one
+rule wherever it comes from, and a service file loaded as one target's says what it is."""
+
+from __future__ import annotations
+
+import json
+import signal
+
+import pytest
+
+from supervisor import ConfigError, ConnectionState, Supervisor, SupervisorConfig
+from supervisor.service.config import ServiceConfig
+from tests.helpers.child import python_m, run_python_m
+from tests.helpers.servers import RedisServer, free_port, make_server
+from tests.test_service import BOUND, ROOT, wait_http
+
+SECRET = "s3cret-Pa55"
+
+
+def _service_file(tmp_path, port: int, *targets: str) -> str:
+    text = f"[http]\nport = {port}\n"
+    for name in targets:
+        text += f'\n[targets.{name}]\nurl = "redis://127.0.0.1:{free_port()}/0"\n'
+    path = tmp_path / "service.toml"
+    path.write_text(text)
+    return str(path)
+
+
+def test_supervisor_url_reaches_a_service_files_only_target(shared_server, tmp_path):
+    """``SUPERVISOR_URL=... make run``: the service file names a port nothing listens
+    on, the environment names the server, and the environment wins."""
+    port = free_port()
+    config = _service_file(tmp_path, port, "main")
+    with python_m("run", "--config", config, env={"SUPERVISOR_URL": shared_server.url}) as child:
+        body = json.loads(wait_http(port, "/health", 200))
+        assert body["targets"]["main"]["target"] == f"127.0.0.1:{shared_server.port}/0"
+        child.send_signal(signal.SIGTERM)
+        _, err = child.finish(BOUND)
+    assert child.returncode == 0, err[-2000:]
+
+
+def test_a_target_named_override_wins_and_a_shared_url_is_refused(tmp_path):
+    config = _service_file(tmp_path, 0, "cache", "queue")
+    env = {"SUPERVISOR_CACHE__COMMAND_DEADLINE": "2", "SUPERVISOR_OFFLINE": "fail_fast"}
+    service = ServiceConfig.from_file(config, env=env)
+    assert service.targets["cache"].command_deadline == 2
+    assert service.targets["queue"].command_deadline == 10
+    assert {t.offline for t in service.targets.values()} == {"fail_fast"}
+    with pytest.raises(ConfigError, match="SUPERVISOR_CACHE__URL"):
+        ServiceConfig.from_file(config, env={"SUPERVISOR_URL": "redis://127.0.0.1:1/0"})
+    with pytest.raises(ConfigError, match="has no target 'jobs'; its targets: cache, queue"):
+        ServiceConfig.from_file(config, env={"SUPERVISOR_JOBS__URL": "redis://127.0.0.1:1/0"})
+
+
+@pytest.mark.parametrize("command", ["run", "diagnose"])
+def test_a_misspelled_setting_is_refused_with_the_closest_name(tmp_path, command):
+    env = {"SUPERVISOR_COMMAND_DEADLNE": "1", "SUPERVISOR_ENABLED": "1"}  # the 2nd: supervisord's
+    args = (
+        ["run", "--config", _service_file(tmp_path, 0, "main")] if command == "run" else [command]
+    )
+    code, out, err = run_python_m(*args, timeout=BOUND, env=env)
+    assert code == 2, (out, err)
+    assert "SUPERVISOR_COMMAND_DEADLNE is not a setting" in err
+    assert "did you mean SUPERVISOR_COMMAND_DEADLINE?" in err
+
+
+@pytest.fixture
+def protected():
+    server = make_server(password=SECRET)
+    yield server
+    server.close()
+
+
+async def test_the_password_from_the_environment_or_a_file(protected: RedisServer, tmp_path):
+    url = f"redis://127.0.0.1:{protected.port}/0"
+    secret_file = tmp_path / "redis-password"
+    secret_file.write_text(SECRET + "\n")
+    for env in (
+        {"SUPERVISOR_URL": url, "SUPERVISOR_PASSWORD": SECRET},
+        {"SUPERVISOR_URL": url, "SUPERVISOR_PASSWORD_FILE": str(secret_file)},
+    ):
+        config = SupervisorConfig.from_env(env)
+        assert SECRET not in repr(config)
+        async with Supervisor(config) as sup:
+            await sup.wait_for(ConnectionState.READY, timeout=BOUND)
+            assert await sup.client.ping()
+    with pytest.raises(ConfigError, match="set it in one place") as info:
+        SupervisorConfig.from_env(
+            {"SUPERVISOR_URL": f"redis://:{SECRET}@127.0.0.1:1/0", "SUPERVISOR_PASSWORD": SECRET}
+        )
+    assert SECRET not in str(info.value)
+    with pytest.raises(ConfigError, match=r"password_file .*No such file"):
+        SupervisorConfig(password_file=str(tmp_path / "missing"))
+
+
+def test_diagnose_takes_the_password_by_the_same_rule(protected: RedisServer, tmp_path):
+    url = f"redis://127.0.0.1:{protected.port}/0"
+    code, out, err = run_python_m(
+        "diagnose",
+        "--json",
+        timeout=BOUND,
+        env={"SUPERVISOR_URL": url, "SUPERVISOR_PASSWORD": SECRET},
+    )
+    assert code in (0, 1), err
+    assert json.loads(out)["target"] == f"127.0.0.1:{protected.port}/0"
+    assert SECRET not in out + err
+
+
+def test_a_service_file_loaded_as_one_target_says_what_it_is():
+    with pytest.raises(ConfigError, match="is a table of a service file") as info:
+        SupervisorConfig.from_file(ROOT / "config" / "service.toml", env={})
+    assert "python -m supervisor run --config" in str(info.value)

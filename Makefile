@@ -24,6 +24,15 @@ python_for = $(shell for p in "$$(pyenv prefix $(1) 2>/dev/null)/bin/python$(1)"
 
 install: $(VENV)/.installed
 
+# The runtime alone, for `make run`: no test or lint tool.
+RUN_VENV := .venv-run
+$(RUN_VENV)/.installed: pyproject.toml
+	@p="$(call python_for,$(PYVER))"; test -n "$$p" || { echo "python$(PYVER) is not installed"; exit 1; }; \
+	"$$p" -m venv $(RUN_VENV) && \
+	$(RUN_VENV)/bin/python -m pip install --quiet --upgrade pip && \
+	$(RUN_VENV)/bin/python -m pip install --quiet -e .
+	touch $@
+
 # redis-server from Debian's packages when it is missing (tests start their own servers).
 redis-server:
 	@command -v redis-server >/dev/null || { \
@@ -75,8 +84,8 @@ demo: install redis-server
 # The main job: supervise the targets of $(CONFIG) (redis://127.0.0.1:6379/0), /health and
 # /metrics on 127.0.0.1:9121, every event one log line. Ctrl-C or SIGTERM stops it.
 CONFIG ?= config/service.toml
-run: install
-	$(PY) -m supervisor run --config $(CONFIG)
+run: $(RUN_VENV)/.installed
+	$(RUN_VENV)/bin/python -m supervisor run --config $(CONFIG)
 
 bench: install redis-server
 	$(PY) bench/hot_path.py

@@ -5,6 +5,7 @@ The public API is what this module exports; every other module is internal.
 
 from __future__ import annotations
 
+from supervisor import _clash  # noqa: F401  (first: refuses a package shared with supervisord)
 from supervisor.causes import Cause
 from supervisor.config import SupervisorConfig
 from supervisor.errors import ConfigError, OutcomeUnknown, SupervisorError, Unavailable

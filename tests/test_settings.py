@@ -111,3 +111,25 @@ def test_a_service_file_loaded_as_one_target_says_what_it_is():
     with pytest.raises(ConfigError, match="is a table of a service file") as info:
         SupervisorConfig.from_file(ROOT / "config" / "service.toml", env={})
     assert "python -m supervisor run --config" in str(info.value)
+
+
+def test_supervisords_files_in_the_package_make_the_import_fail_saying_so(tmp_path):
+    """supervisord's pip package is named ``supervisor`` too: installed side by side, the
+    two share one directory. The import says what happened and how to fix it."""
+    import shutil
+    import subprocess
+    import sys
+
+    shutil.copytree(ROOT / "supervisor", tmp_path / "supervisor")
+    (tmp_path / "supervisor" / "supervisord.py").write_text("# supervisord's\n")
+    done = subprocess.run(
+        [sys.executable, "-c", "from supervisor import Supervisor"],
+        env={"PYTHONPATH": str(tmp_path), "PATH": "/usr/bin:/bin"},
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=BOUND,
+    )
+    assert done.returncode == 1
+    assert "also holds supervisord's files" in done.stderr
+    assert "pip uninstall -y supervisor redis-supervisor" in done.stderr

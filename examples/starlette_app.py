@@ -4,8 +4,10 @@
 
 The target and every other setting come from ``SUPERVISOR_<KEY>`` variables
 (``SupervisorConfig.from_env()``); with none set it is redis://127.0.0.1:6379/0,
-and the app logs which Redis it uses at startup. ``/hits`` counts in Redis;
-``/ready`` is the readiness probe: 200 while Redis is READY, 503 with the state
+and the app logs which Redis it uses at startup. A request waits through an outage
+for at most ``WEB_DEFAULTS``' 2 s, not the library's 10 s (right for workers and jobs):
+a request held longer outlives most clients' and load balancers' timeouts.
+``/hits`` counts in Redis; ``/ready`` is the readiness probe: 200 while Redis is READY, 503 with the state
 and cause while it is not (mount it where only your orchestrator reaches it: it
 names the target).
 """
@@ -45,8 +47,14 @@ async def hits(request: Request) -> JSONResponse:
     return JSONResponse({"hits": count})
 
 
+WEB_DEFAULTS = {"command_deadline": 2.0}
+"""Request-path settings: a restart's or a failover's few seconds mostly fit in 2 s; for
+a longer outage each request gets its 503 after 2 s (``SUPERVISOR_OFFLINE=fail_fast``
+answers at once). ``SUPERVISOR_*`` variables still win."""
+
+
 def create_app(config: SupervisorConfig | None = None) -> Starlette:
-    config = config or SupervisorConfig.from_env()
+    config = config or SupervisorConfig.from_env(defaults=WEB_DEFAULTS)
     supervise = lifespan(config)
 
     @asynccontextmanager

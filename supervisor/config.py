@@ -208,10 +208,13 @@ class SupervisorConfig:
             raise ConfigError(f"{source}: {exc}") from None
 
     @classmethod
-    def from_env(cls, env: Mapping[str, str] | None = None) -> SupervisorConfig:
-        """The defaults, overridden by ``SUPERVISOR_<KEY>`` variables of ``env``
-        (``os.environ`` by default): for apps configured by their environment."""
-        values = env_overrides(os.environ if env is None else env, _KEYS)
+    def from_env(
+        cls, env: Mapping[str, str] | None = None, *, defaults: Mapping[str, Any] | None = None
+    ) -> SupervisorConfig:
+        """``defaults`` (the library's where not given), overridden by ``SUPERVISOR_<KEY>``
+        variables of ``env`` (``os.environ`` by default): for apps configured by their
+        environment, e.g. a web app's request-path settings with the variables on top."""
+        values = {**(defaults or {}), **env_overrides(os.environ if env is None else env, _KEYS)}
         return cls.from_mapping(values, source="environment (SUPERVISOR_*)")
 
     @classmethod

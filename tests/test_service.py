@@ -354,6 +354,7 @@ async def test_asgi_example_takes_the_environment_and_keeps_details_from_clients
     ):
         sup = app.state.supervisor
         assert sup.config.offline == "fail_fast"
+        assert sup.config.command_deadline == 2.0  # a request's budget, not a job's 10 s
         await sup.wait_for(ConnectionState.READY, timeout=5)
         assert (await client.get("/hits")).json() == {"hits": 1}
         server.kill()

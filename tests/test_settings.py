@@ -133,3 +133,24 @@ def test_supervisords_files_in_the_package_make_the_import_fail_saying_so(tmp_pa
     assert done.returncode == 1
     assert "also holds supervisord's files" in done.stderr
     assert "pip uninstall -y supervisor redis-supervisor" in done.stderr
+
+
+def test_defaults_of_the_app_give_way_to_the_environment():
+    config = SupervisorConfig.from_env({}, defaults={"command_deadline": 2.0})
+    assert config.command_deadline == 2.0
+    env = {"SUPERVISOR_COMMAND_DEADLINE": "5"}
+    assert SupervisorConfig.from_env(env, defaults={"command_deadline": 2.0}).command_deadline == 5
+
+
+def test_make_run_installs_the_runtime_alone():
+    """``make run`` builds its own environment with the package's dependencies only: no
+    test runner, linter or test servers (those are ``make test``'s)."""
+    import subprocess
+
+    plan = subprocess.run(
+        ["make", "-n", "run"], cwd=ROOT, capture_output=True, text=True, timeout=BOUND
+    ).stdout
+    installs = [line for line in plan.splitlines() if "pip install" in line and " -e " in line]
+    assert installs, plan
+    assert all("[" not in line.partition(" -e ")[2] for line in installs), installs
+    assert "-m supervisor run" in plan

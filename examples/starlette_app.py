@@ -7,9 +7,9 @@ The target and every other setting come from ``SUPERVISOR_<KEY>`` variables
 and the app logs which Redis it uses at startup. A request waits through an outage
 for at most ``WEB_DEFAULTS``' 2 s, not the library's 10 s (right for workers and jobs):
 a request held longer outlives most clients' and load balancers' timeouts.
-``/hits`` counts in Redis; ``/ready`` is the readiness probe: 200 while Redis is READY, 503 with the state
-and cause while it is not (mount it where only your orchestrator reaches it: it
-names the target).
+``/hits`` counts in Redis; ``/ready`` is the readiness probe: 200 while Redis is
+READY, 503 with the state and cause while it is not (mount it where only your
+orchestrator reaches it: it names the target).
 """
 
 from __future__ import annotations

@@ -425,3 +425,58 @@ async def test_http_handler_failure_is_a_500_not_the_end():
             assert (await client.get(f"http://127.0.0.1:{port}/ok")).status_code == 200
         tg.cancel_scope.cancel()
     assert calls == ["/boom", "/ok"]
+
+
+def _scrape(port: int) -> dict[str, tuple[str, dict[tuple[tuple[str, str], ...], float]]]:
+    from prometheus_client.parser import text_string_to_metric_families
+
+    code, text = get(port, "/metrics")
+    assert code == 200
+    out = {}
+    for family in text_string_to_metric_families(text):
+        samples = {tuple(sorted(s.labels.items())): s.value for s in family.samples}
+        for sample in family.samples:
+            out[sample.name] = (family.type, samples)
+    return out
+
+
+def test_metrics_follow_prometheus_conventions_and_count_a_restart_as_one(server, tmp_path):
+    """A real scrape: counters are counters named ``_total``, every cause is there at 0
+    from the first scrape, the server facts carry redis_exporter's names, and a restart is
+    counted once, as ``server_restart`` (the cause concluded), not as ``network``."""
+    from supervisor.service.prometheus import METRICS
+
+    port = free_port()
+    config = tmp_path / "service.toml"
+    config.write_text(
+        f'[http]\nport = {port}\n[monitor]\ninterval = 0.2\n[targets.main]\nurl = "{server.url}"\n'
+        "health_check_interval = 0.2\nhealth_check_timeout = 0.2\n"
+    )
+    main = (("target", "main"),)
+    with python_m("run", "--config", str(config)) as child:
+        wait_http(port, "/health", 200)
+        deadline = time.monotonic() + BOUND
+        while "redis_config_maxclients" not in (first := _scrape(port)):
+            assert time.monotonic() < deadline, "the monitor never sampled the server"
+            time.sleep(0.05)
+        expected = set(METRICS) - {"supervisor_node_up"}  # cluster targets only
+        assert set(first) == expected, set(first) ^ expected
+        for name in expected:
+            kind = METRICS[name][0]
+            assert first[name][0] == kind, (name, first[name][0])
+            assert kind != "counter" or name.endswith("_total"), name
+        outages = first["supervisor_outages_total"][1]
+        assert outages[(("cause", "server_restart"), *main)] == 0.0
+        assert outages[(("cause", "network"), *main)] == 0.0
+        assert first["redis_rejected_connections_total"][0] == "counter"
+        server.kill()
+        wait_http(port, "/health", 503)
+        server.start()
+        wait_http(port, "/health", 200)
+        after = _scrape(port)["supervisor_outages_total"][1]
+        assert after[(("cause", "server_restart"), *main)] == 1.0, after
+        assert sum(after.values()) == 1.0, after
+        assert _scrape(port)["supervisor_pool_generations_total"][1][main] == 2.0
+        child.send_signal(signal.SIGTERM)
+        _, err = child.finish(BOUND)
+    assert child.returncode == 0, err[-2000:]

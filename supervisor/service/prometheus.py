@@ -1,61 +1,130 @@
-"""Prometheus metrics of supervised targets, in the text format of ``prometheus_client``.
+"""Prometheus metrics of supervised targets, read from the live supervisors when scraped.
 
-Counters are fed from each target's events; gauges are read from the live
-supervisors and the latest monitor sample when scraped.
+Prometheus's conventions: counters end in ``_total``, units are in the names, our metrics
+are in the ``supervisor_`` namespace, and every counter has a sample (0) for each cause
+from the first scrape, so the first ``increase()`` is not lost. The server facts the
+monitor samples carry redis_exporter's exact names and types where it exports the same
+fact (``redis_connected_clients``, ``redis_rejected_connections_total``...), and ours
+where it does not.
 """
 
 from __future__ import annotations
 
-from collections import Counter
 from collections.abc import Iterator, Mapping
+from typing import Any
 
 from prometheus_client import CollectorRegistry, generate_latest
-from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
-from supervisor.events import ConnectionLost, Event, StateChanged
+from supervisor.causes import Cause
 from supervisor.service.monitor import Monitor
 from supervisor.state import ConnectionState
 from supervisor.targets.cluster import ClusterSupervisor
 from supervisor.targets.single import Supervisor
 
-__all__ = ("Metrics",)
+__all__ = ("METRICS", "Metrics")
 
-_DOWN = (ConnectionState.RECONNECTING, ConnectionState.UNHEALTHY, ConnectionState.OVERLOADED)
+_CAUSES = [c.value for c in Cause]
+
+_SERVER = (
+    # field of the sample, kind, name, help; redis_exporter's names where it has the fact
+    ("connected_clients", "gauge", "redis_connected_clients", "Clients connected (INFO clients)"),
+    ("blocked_clients", "gauge", "redis_blocked_clients", "Clients blocked (INFO clients)"),
+    ("maxclients", "gauge", "redis_config_maxclients", "CONFIG GET maxclients"),
+    (
+        "rejected_connections",
+        "counter",
+        "redis_rejected_connections",
+        "Connections refused at maxclients (INFO stats)",
+    ),
+    (
+        "evicted_clients",
+        "counter",
+        "redis_evicted_clients",
+        "Clients evicted by maxmemory-clients (INFO stats)",
+    ),
+    (
+        "total_connections_received",
+        "counter",
+        "redis_connections_received",
+        "Connections accepted (INFO stats)",
+    ),
+    (
+        "timeout",
+        "gauge",
+        "supervisor_server_idle_timeout_seconds",
+        "The server's idle timeout (CONFIG GET timeout); 0 is none",
+    ),
+    (
+        "tcp_keepalive",
+        "gauge",
+        "supervisor_server_tcp_keepalive_seconds",
+        "The server's TCP keepalive period (CONFIG GET tcp-keepalive); 0 is none",
+    ),
+)
+
+METRICS: dict[str, tuple[str, str, str]] = {
+    "supervisor_state": ("gauge", "", "target, state"),
+    "supervisor_health_check_latency_seconds": ("gauge", "s", "target"),
+    "supervisor_waiting_commands": ("gauge", "", "target"),
+    "supervisor_node_up": ("gauge", "", "target, node, role"),
+    "supervisor_pool_generations_total": ("counter", "", "target"),
+    "supervisor_outages_total": ("counter", "", "target, cause"),
+    "supervisor_connection_losses_total": ("counter", "", "target, cause"),
+    "supervisor_reconnect_attempts_total": ("counter", "", "target, cause"),
+    **{
+        name + ("_total" if kind == "counter" else ""): (
+            kind,
+            "s" if name.endswith("_seconds") else "",
+            "target",
+        )
+        for _, kind, name, _ in _SERVER
+    },
+}
+"""Every exported name as a scrape shows it: (type, unit, labels); README's table."""
 
 
 class Metrics(Collector):
     def __init__(self, supervisors: Mapping[str, Supervisor | ClusterSupervisor]) -> None:
         self._supervisors = supervisors
         self.monitors: dict[str, Monitor] = {}
-        self._losses: Counter[tuple[str, str]] = Counter()
         self.registry = CollectorRegistry(auto_describe=False)
         self.registry.register(self)
-
-    def record(self, name: str, event: Event) -> None:
-        """Count what an event says; called for every event of target ``name``."""
-        lost = None
-        if isinstance(event, ConnectionLost) or (
-            isinstance(event, StateChanged) and event.current in _DOWN
-        ):
-            lost = event.cause
-        if lost is not None:
-            self._losses[(name, lost.value)] += 1
 
     def render(self) -> bytes:
         return generate_latest(self.registry)
 
-    def collect(self) -> Iterator[GaugeMetricFamily | CounterMetricFamily]:
+    def collect(self) -> Iterator[Metric]:
         state = GaugeMetricFamily(
             "supervisor_state", "1 for the state each target is in", labels=["target", "state"]
         )
         latency = GaugeMetricFamily(
             "supervisor_health_check_latency_seconds",
-            "Round trip of the last health-check PING",
+            "Round trip of the last health check",
             labels=["target"],
         )
-        generation = GaugeMetricFamily(
-            "supervisor_pool_generation", "Pool renewals after outages", labels=["target"]
+        waiting = GaugeMetricFamily(
+            "supervisor_waiting_commands",
+            "Commands waiting at the gate or for a connection",
+            labels=["target"],
+        )
+        generations = CounterMetricFamily(
+            "supervisor_pool_generations",
+            "Pool generations: 1 after the first connect, one more after each outage",
+            labels=["target"],
+        )
+        outages = _by_cause("supervisor_outages", "Outages ended, by the cause concluded once back")
+        losses = _by_cause(
+            "supervisor_connection_losses", "Connections lost while serving, by cause"
+        )
+        attempts = _by_cause(
+            "supervisor_reconnect_attempts", "Failed connection attempts, by cause"
+        )
+        nodes = GaugeMetricFamily(
+            "supervisor_node_up",
+            "1 while a cluster node answers health checks",
+            labels=["target", "node", "role"],
         )
         for name, sup in self._supervisors.items():
             for s in ConnectionState:
@@ -63,51 +132,34 @@ class Metrics(Collector):
             stats = sup.statistics()
             if stats.health_latency is not None:
                 latency.add_metric([name], stats.health_latency)
-            generation.add_metric([name], stats.generation)
-        nodes = GaugeMetricFamily(
-            "supervisor_node_up",
-            "1 while a cluster node answers health checks",
-            labels=["target", "node", "role"],
-        )
-        for name, sup in self._supervisors.items():
+            waiting.add_metric([name], stats.waiters)
+            generations.add_metric([name], stats.generation)
+            _add_causes(outages, name, stats.outages_by_cause)
+            _add_causes(losses, name, stats.connections_lost_by_cause)
+            _add_causes(attempts, name, stats.connect_attempts_by_cause)
             if isinstance(sup, ClusterSupervisor):
                 for address, node in sup.nodes.items():
                     nodes.add_metric([name, address, node.role], 1.0 if node.up else 0.0)
-        yield from (state, latency, generation, nodes)
-        losses = CounterMetricFamily(
-            "supervisor_connection_losses",
-            "Connections lost, by cause",
-            labels=["target", "cause"],
-        )
-        for (name, cause), n in sorted(self._losses.items()):
-            losses.add_metric([name, cause], n)
-        attempts = CounterMetricFamily(
-            "supervisor_reconnect_attempts",
-            "Failed reconnect attempts, by cause",
-            labels=["target", "cause"],
-        )
-        for name, sup in self._supervisors.items():
-            for cause, n in sorted(sup.statistics().connect_attempts_by_cause.items()):
-                attempts.add_metric([name, cause], n)
-        yield from (losses, attempts)
+        yield from (state, latency, waiting, generations, outages, losses, attempts, nodes)
         yield from self._server_metrics()
 
-    def _server_metrics(self) -> Iterator[GaugeMetricFamily]:
-        fields = {
-            "connected_clients": "Clients connected (INFO clients)",
-            "blocked_clients": "Clients blocked (INFO clients)",
-            "maxclients": "CONFIG GET maxclients",
-            "rejected_connections": "Connections refused at maxclients (INFO stats)",
-            "evicted_clients": "Clients evicted by maxmemory-clients (INFO stats)",
-            "total_connections_received": "Connections accepted (INFO stats)",
-            "timeout": "CONFIG GET timeout, seconds",
-            "tcp_keepalive": "CONFIG GET tcp-keepalive, seconds",
-        }
-        for field, doc in fields.items():
-            family = GaugeMetricFamily(f"redis_{field}", doc, labels=["target"])
+    def _server_metrics(self) -> Iterator[Metric]:
+        for field, kind, metric, doc in _SERVER:
+            family: Any = (CounterMetricFamily if kind == "counter" else GaugeMetricFamily)(
+                metric, doc, labels=["target"]
+            )
             for name, monitor in self.monitors.items():
                 sample = monitor.latest
                 value = getattr(sample, field) if sample is not None else None
                 if value is not None:
                     family.add_metric([name], float(value))
             yield family
+
+
+def _by_cause(name: str, doc: str) -> CounterMetricFamily:
+    return CounterMetricFamily(name, doc, labels=["target", "cause"])
+
+
+def _add_causes(family: CounterMetricFamily, target: str, counts: Mapping[str, int]) -> None:
+    for cause in _CAUSES:
+        family.add_metric([target, cause], counts.get(cause, 0))

@@ -45,7 +45,6 @@ async def run(
         metrics = Metrics(supervisors)
         async with anyio.create_task_group() as tg:
             for name, sup in supervisors.items():
-                tg.start_soon(_count_events, name, sup, metrics)
                 if isinstance(sup, Supervisor):
                     monitor = Monitor(sup, config.monitor)
                     metrics.monitors[name] = monitor
@@ -67,12 +66,6 @@ async def _wait_for_signal() -> None:
         async for received in signals:
             log.info("shutdown", signal=signal.Signals(received).name)
             return
-
-
-async def _count_events(name: str, sup: AnySupervisor, metrics: Metrics) -> None:
-    async with sup.subscribe(max_buffer=1000) as events:
-        async for event in events:
-            metrics.record(name, event)
 
 
 def _handler(

@@ -69,6 +69,7 @@ class ClusterSupervisor(Observable, AsyncContextManagerMixin):
         )
         self._generation = 0
         self._losses: dict[str, int] = {}
+        self._outages: dict[str, int] = {}
         kwargs = config.connection_kwargs()
         kwargs.pop("connection_class", None)
         node_kwargs = {k: v for k, v in kwargs.items() if k not in ("host", "port", "db")}
@@ -129,6 +130,7 @@ class ClusterSupervisor(Observable, AsyncContextManagerMixin):
             connect_attempts_by_cause=dict(failures),
             connections_lost=sum(self._losses.values()),
             connections_lost_by_cause=dict(self._losses),
+            outages_by_cause=dict(self._outages),
             health_checks=self._rounds_done,
             health_latency=max(latencies) if latencies else None,
             waiters=self.gate.waiters,
@@ -287,7 +289,11 @@ class ClusterSupervisor(Observable, AsyncContextManagerMixin):
     ) -> None:
         """Change the state (``Observable._set_state``) and let the gate follow it."""
         was_held = self.gate.closed
+        previous, was = self._state, self._cause
         self._set_state(new, cause, detail)
+        if new is ConnectionState.READY and previous is ConnectionState.RECONNECTING:
+            outage = (was or Cause.NETWORK).value
+            self._outages[outage] = self._outages.get(outage, 0) + 1
         if new is ConnectionState.READY:
             if was_held or self._generation == 0:
                 self._generation += 1

@@ -121,6 +121,7 @@ class Context:
         self.attempts_by_cause: Counter[str] = Counter()
         self.connections_lost = 0
         self.lost_by_cause: Counter[str] = Counter()
+        self.outages_by_cause: Counter[str] = Counter()
         self.health_checks = 0
 
     @property

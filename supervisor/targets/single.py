@@ -154,6 +154,7 @@ class Supervisor(Observable, AsyncContextManagerMixin):
             connect_attempts_by_cause=dict(ctx.attempts_by_cause),
             connections_lost=ctx.connections_lost,
             connections_lost_by_cause=dict(ctx.lost_by_cause),
+            outages_by_cause=dict(ctx.outages_by_cause),
             health_checks=ctx.health_checks,
             health_latency=self._probe.latency,
             waiters=self.gate.waiters + self._pool.waiters,
@@ -260,11 +261,13 @@ class Supervisor(Observable, AsyncContextManagerMixin):
 
     def _transition(self, new: ConnectionState, cause: Cause | None, detail: str) -> None:
         """Change the state (``Observable._set_state``) and let the gate follow it."""
-        previous = self._state
+        previous, was = self._state, self._cause
         if not self._set_state(new, cause, detail):
             return
         ctx = self._ctx
         ctx.situation = None
+        if new is ConnectionState.READY and previous is ConnectionState.RECONNECTING:
+            ctx.outages_by_cause[(cause or was or Cause.NETWORK).value] += 1
         if new is ConnectionState.READY:
             ctx.turned_away = None
             self._pool.allow_dialing(True)

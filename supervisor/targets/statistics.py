@@ -23,6 +23,9 @@ class SupervisorStatistics(NamedTuple):
     connections_lost: int
     connections_lost_by_cause: dict[str, int]
     """The same, by the cause they were attributed to (``Cause.value``)."""
+    outages_by_cause: dict[str, int]
+    """Outages ended (RECONNECTING, then READY), by the cause the supervisor concluded
+    once the target was back (``server_restart`` when its ``run_id`` changed)."""
     health_checks: int
     health_latency: float | None
     """Seconds the health check's last round trip (PING, or INFO on a fresh connection) took,

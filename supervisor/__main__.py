@@ -36,6 +36,13 @@ def main(argv: list[str] | None = None) -> int:
         "$SUPERVISOR_PASSWORD, or the URL's): keeps it out of `ps` and shell history",
     )
     diagnose_parser.add_argument("--json", action="store_true", help="print JSON")
+    diagnose_parser.add_argument(
+        "--window",
+        type=float,
+        default=1.0,
+        metavar="SECONDS",
+        help="sample the server's counters twice, this far apart (default 1): what grows now",
+    )
     demo_parser = commands.add_parser(
         "demo", help="inject the seed's faults into a throwaway Redis"
     )
@@ -47,7 +54,9 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "diagnose":
         from supervisor.service.diagnose import diagnose_main
 
-        return diagnose_main(args.url, as_json=args.json, password_file=args.password_file)
+        return diagnose_main(
+            args.url, as_json=args.json, password_file=args.password_file, window=args.window
+        )
     from supervisor.service.demo import demo_main
 
     return demo_main(quick=args.quick)

@@ -253,29 +253,63 @@ async def test_diagnose_names_idle_clients_and_keepalive(server):
 
 
 def test_diagnose_exit_codes_and_json(server):
-    """Rejected connections are serious (exit 1, the fix names maxclients); --json prints
-    the same report; an unreachable server exits 2 with the reason."""
+    """Connections rejected while diagnose samples are serious (exit 1, the fix names
+    maxclients); a past burst is only told (exit 0); --json prints the same report; an
+    unreachable server exits 2 with the reason."""
     admin = server.admin()
     admin.config_set("maxclients", 1)
     with pytest.raises(redis.ConnectionError):
         redis.Redis(host=server.host, port=server.port).ping()
     admin.config_set("maxclients", 10000)
-    code, out, err = run_python_m("diagnose", server.url, timeout=BOUND)
-    assert code == 1, out + err
-    # redis-py's own client retried 10 times: each attempt was one rejected connection
-    assert re.search(
-        r"rejected_connections is \d+: the maxclients limit \(now 10000\) was hit", out
-    )
-    assert "CONFIG SET maxclients" in out
-    _, out, _ = run_python_m("diagnose", server.url, "--json", timeout=BOUND)
+    code, out, err = run_python_m("diagnose", server.url, "--window", "0.1", timeout=BOUND)
+    assert code == 0, out + err
+    assert re.search(r"rejected_connections is \d+ since the server started .*a past burst", out)
+    admin.config_resetstat()  # commandstats of the first diagnose would end the wait below
+    with python_m("diagnose", server.url, "--json", "--window", "5") as child:
+        deadline = time.monotonic() + BOUND
+        # its first sample is taken once it has listed the clients: reject one after that
+        while "cmdstat_client|list" not in admin.info("commandstats"):
+            assert time.monotonic() < deadline, "diagnose never listed the clients"
+            time.sleep(0.01)
+        admin.config_set("maxclients", 1)
+        with pytest.raises(redis.ConnectionError):
+            redis.Redis(host=server.host, port=server.port, retry=None).ping()
+        admin.config_set("maxclients", 10000)
+        out, err = child.finish(BOUND)
+    assert child.returncode == 1, out + err
     report = json.loads(out)
-    assert report["serious"] is True
-    assert "serious" in {f["severity"] for f in report["findings"]}
-    assert report["clients"]["total"] >= 1
+    assert report["serious"] is True and report["in_window"]["rejected_connections"] >= 1
+    [finding] = [f for f in report["findings"] if f["severity"] == "serious"]
+    assert "rejected_connections grew by" in finding["finding"]
+    assert "CONFIG SET maxclients" in finding["fix"]
     admin.close()
     code, out, err = run_python_m("diagnose", f"redis://127.0.0.1:{free_port()}/0", timeout=BOUND)
     assert code == 2
     assert "cannot connect" in err and "refused" in err.lower()
+
+
+def test_diagnose_names_the_usual_causes_and_a_missing_password(server):
+    """timeout > 0 is a finding with its fix even with nobody near it; risky pub/sub and
+    replica output-buffer limits are named; a password-protected server without one says
+    how to pass it."""
+    admin = server.admin()
+    admin.config_set("timeout", 300)
+    admin.config_set("client-output-buffer-limit", "pubsub 1mb 256kb 5 replica 16mb 4mb 60")
+    code, out, err = run_python_m("diagnose", server.url, "--window", "0", timeout=BOUND)
+    assert code == 0, out + err
+    assert "timeout is 300 s: the server closes every client idle that long" in out
+    assert "CONFIG SET timeout 0" in out
+    assert "pubsub hard limit is 1,048,576 bytes" in out
+    assert "replica hard limit is 16,777,216 bytes" in out
+    admin.config_set("requirepass", "pw-42")
+    code, out, err = run_python_m("diagnose", server.url, "--window", "0", timeout=BOUND)
+    assert code == 2
+    assert "this server needs a password" in err and "SUPERVISOR_PASSWORD" in err
+    assert "auth_retry_interval" not in err
+    bad = server.url.replace("redis://", "redis://:wrong@")
+    code, out, err = run_python_m("diagnose", bad, "--window", "0", timeout=BOUND)
+    assert code == 2 and "the server refused the password" in err and "wrong" not in err
+    admin.close()
 
 
 def test_diagnose_healthy_server_exits_0(shared_server):

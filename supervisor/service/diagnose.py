@@ -49,14 +49,19 @@ class Report:
     config: dict[str, str] | None
     clients: dict[str, Any]
     findings: list[Finding]
+    window: float = 0.0
+    """Seconds between the two samples of the server's counters."""
+    in_window: dict[str, int] = dataclasses.field(default_factory=dict)
+    """How much each counter grew between them: what happens now, not since start."""
 
     @property
     def serious(self) -> bool:
         return any(f.severity == "serious" for f in self.findings)
 
 
-async def diagnose(config: SupervisorConfig) -> Report:
-    """Read what the server says about itself and its clients; raise RedisError if unreachable."""
+async def diagnose(config: SupervisorConfig, *, window: float = 1.0) -> Report:
+    """Read what the server says about itself and its clients, and its counters again
+    ``window`` seconds later; raise RedisError if unreachable."""
     pool = redis.asyncio.ConnectionPool(**config.connection_kwargs(), retry=Retry(NoBackoff(), 0))
     async with pool, redis.asyncio.Redis(connection_pool=pool) as client:
         info: dict[str, Any] = await client.info()
@@ -70,6 +75,9 @@ async def diagnose(config: SupervisorConfig) -> Report:
         except ResponseError:
             clients = []
         me = await client.client_id()
+        await anyio.sleep(window)
+        later: dict[str, Any] = await client.info("stats")
+    in_window = {k: int(later.get(k, 0) or 0) - int(info.get(k, 0) or 0) for k in _RATES}
     others = [c for c in clients if int(c.get("id", -1)) != me]
     summary = _summarise(others)
     return Report(
@@ -94,7 +102,9 @@ async def diagnose(config: SupervisorConfig) -> Report:
         },
         config=settings,
         clients=summary,
-        findings=_findings(info, settings, others),
+        findings=_findings(info, settings, others, in_window, window),
+        window=window,
+        in_window=in_window,
     )
 
 
@@ -122,7 +132,11 @@ def _summarise(clients: list[dict[str, Any]]) -> dict[str, Any]:
 
 
 def _findings(
-    info: dict[str, Any], settings: dict[str, str] | None, clients: list[dict[str, Any]]
+    info: dict[str, Any],
+    settings: dict[str, str] | None,
+    clients: list[dict[str, Any]],
+    in_window: dict[str, int],
+    window: float,
 ) -> list[Finding]:
     out: list[Finding] = []
     if settings is None:
@@ -140,25 +154,22 @@ def _findings(
     normal = [c for c in clients if str(c.get("flags", "N")) == "N"]
     if timeout > 0:
         near = [c for c in normal if int(c.get("idle", 0)) >= 0.75 * timeout]
-        if near:
-            out.append(
-                Finding(
-                    "warning",
-                    f"timeout is {timeout} s and {len(near)} clients idle over "
-                    f"{int(0.75 * timeout)} s: they will be closed",
-                    "enable keepalive pings below the timeout (supervisor does) or set timeout 0",
-                )
-            )
-    rejected = int(info.get("rejected_connections", 0))
-    if rejected:
+        what = (
+            f"timeout is {timeout} s and {len(near)} clients idle over "
+            f"{int(0.75 * timeout)} s: they will be closed"
+            if near
+            else f"timeout is {timeout} s: the server closes every client idle that long "
+            '(the most common reason for "server closed the connection")'
+        )
         out.append(
             Finding(
-                "serious",
-                f"rejected_connections is {rejected}: the maxclients limit "
-                f"(now {maxclients or '?'}) was hit",
-                fix_for(Cause.MAXCLIENTS),
+                "warning",
+                what,
+                "keep idle connections busy below it (the supervisor PINGs idle pooled "
+                f"connections every {timeout / 3:.3g} s), or CONFIG SET timeout 0",
             )
         )
+    out += _counter_findings(info, in_window, window, maxclients)
     connected = int(info.get("connected_clients", 0))
     if maxclients and connected >= 0.8 * maxclients:
         out.append(
@@ -176,16 +187,7 @@ def _findings(
                 "CONFIG SET tcp-keepalive 300",
             )
         )
-    evicted = int(info.get("evicted_clients", 0) or 0)
-    if evicted:
-        out.append(
-            Finding(
-                "warning",
-                f"evicted_clients is {evicted}: the server closed clients "
-                "to stay under maxmemory-clients",
-                "raise maxmemory-clients or find the clients with large buffers",
-            )
-        )
+    out += _limit_findings(settings)
     behind = [c for c in clients if "P" in str(c.get("flags", "")) and int(c.get("omem", 0)) > 0]
     if behind:
         limit = next((p for p in _pubsub_limits(settings)), "unknown")
@@ -236,6 +238,109 @@ def _findings(
     return out
 
 
+def _counter_findings(
+    info: dict[str, Any], in_window: dict[str, int], window: float, maxclients: int
+) -> list[Finding]:
+    """What the server's counters say now (growth over the window) and since it started."""
+    out: list[Finding] = []
+    uptime = int(info.get("uptime_in_seconds", 0))
+    for key, now_fix, label in (
+        ("rejected_connections", fix_for(Cause.MAXCLIENTS), "the maxclients limit"),
+        (
+            "evicted_clients",
+            "raise maxmemory-clients or find the clients with large buffers",
+            "maxmemory-clients",
+        ),
+    ):
+        grew, total = in_window.get(key, 0), int(info.get(key, 0) or 0)
+        if grew > 0:
+            limit = f" (now {maxclients or '?'})" if key == "rejected_connections" else ""
+            out.append(
+                Finding(
+                    "serious",
+                    f"{key} grew by {grew} in {window:g} s: {label}{limit} is being hit now",
+                    now_fix,
+                )
+            )
+        elif total:
+            out.append(
+                Finding(
+                    "info",
+                    f"{key} is {total} since the server started ({uptime} s ago), none in "
+                    f"the last {window:g} s: a past burst",
+                    f"if it recurs: {now_fix}",
+                )
+            )
+    return out
+
+
+def _limit_findings(settings: dict[str, str]) -> list[Finding]:
+    """Output-buffer limits that cut the clients they are meant to protect."""
+    out: list[Finding] = []
+    for klass, hard, soft, seconds in _buffer_limits(settings):
+        if klass == "pubsub" and 0 < hard < _PUBSUB_DEFAULT:
+            out.append(
+                Finding(
+                    "warning",
+                    f"client-output-buffer-limit pubsub hard limit is {hard:,} bytes (Redis's "
+                    f"default: {_PUBSUB_DEFAULT:,}): a subscriber that falls that far behind "
+                    "a burst is disconnected and misses messages",
+                    "CONFIG SET client-output-buffer-limit 'pubsub 32mb 8mb 60', and read faster",
+                )
+            )
+        elif klass == "pubsub" and 0 < soft < _PUBSUB_DEFAULT // 4 and 0 < seconds <= 10:
+            out.append(
+                Finding(
+                    "warning",
+                    f"client-output-buffer-limit pubsub soft limit is {soft:,} bytes for "
+                    f"{seconds} s: a short burst disconnects subscribers",
+                    "CONFIG SET client-output-buffer-limit 'pubsub 32mb 8mb 60'",
+                )
+            )
+        elif klass in ("slave", "replica") and 0 < hard < _REPLICA_DEFAULT:
+            out.append(
+                Finding(
+                    "warning",
+                    f"client-output-buffer-limit replica hard limit is {hard:,} bytes (Redis's "
+                    f"default: {_REPLICA_DEFAULT:,}): a full resync of a larger write burst "
+                    "cuts the replica, which then resyncs again, in a loop",
+                    "CONFIG SET client-output-buffer-limit 'replica 256mb 64mb 60'",
+                )
+            )
+    return out
+
+
+def _auth_message(config: SupervisorConfig, error: str) -> str:
+    said = error.partition(": ")[2] or error
+    if config.connection_kwargs().get("password") is None:
+        return (
+            f"cannot connect to {config.display_url}: this server needs a password (it "
+            f"said: {said}). Pass it with SUPERVISOR_PASSWORD, SUPERVISOR_PASSWORD_FILE, "
+            "--password-file FILE, or in the URL (redis://:PASSWORD@host:port)"
+        )
+    return (
+        f"cannot connect to {config.display_url}: the server refused the password (it "
+        f"said: {said}). Check it, and the user name of an ACL user "
+        "(redis://USER:PASSWORD@host:port)"
+    )
+
+
+_RATES = ("rejected_connections", "evicted_clients", "total_connections_received")
+_PUBSUB_DEFAULT = 32 * 1024 * 1024
+_REPLICA_DEFAULT = 256 * 1024 * 1024
+
+
+def _buffer_limits(settings: dict[str, str]) -> list[tuple[str, int, int, int]]:
+    parts = settings.get("client-output-buffer-limit", "").split()
+    out = []
+    for i in range(0, len(parts) - 3, 4):
+        try:
+            out.append((parts[i], int(parts[i + 1]), int(parts[i + 2]), int(parts[i + 3])))
+        except ValueError:
+            continue
+    return out
+
+
 def _pubsub_limits(settings: dict[str, str]) -> list[str]:
     parts = settings.get("client-output-buffer-limit", "").split()
     return [" ".join(parts[i : i + 4]) for i in range(0, len(parts) - 3, 4) if parts[i] == "pubsub"]
@@ -256,6 +361,9 @@ def render(report: Report) -> str:
     for label in ("oldest", "idlest"):
         if c[label]:
             lines.append(f"  {label}: " + " ".join(f"{k}={v}" for k, v in c[label].items()))
+    if report.in_window:
+        grew = ", ".join(f"{k} +{v}" for k, v in report.in_window.items())
+        lines.append(f"in {report.window:g} s: {grew}")
     lines.append("findings:" if report.findings else "findings: none")
     for f in report.findings:
         lines.append(f"  [{f.severity}] {f.finding}\n      fix: {f.fix}")
@@ -263,10 +371,20 @@ def render(report: Report) -> str:
 
 
 def diagnose_main(
-    url: str | None = None, *, as_json: bool = False, password_file: str | None = None
+    url: str | None = None,
+    *,
+    as_json: bool = False,
+    password_file: str | None = None,
+    window: float = 1.0,
 ) -> int:
     """``SUPERVISOR_<KEY>`` settings as the library reads them (``SUPERVISOR_URL``,
     ``SUPERVISOR_PASSWORD``, ``SUPERVISOR_PASSWORD_FILE``...), the arguments on top."""
+    if not 0 <= window <= 60:
+        print(
+            f"supervisor diagnose: --window must be 0 to 60 seconds, got {window:g}",
+            file=sys.stderr,
+        )
+        return 2
     try:
         values: dict[str, object] = {
             **env_overrides(os.environ, _KEYS),
@@ -283,13 +401,15 @@ def diagnose_main(
         print(f"supervisor diagnose: {exc}", file=sys.stderr)
         return 2
     try:
-        report = anyio.run(diagnose, config)
+        report = anyio.run(lambda: diagnose(config, window=window))
     except (RedisError, OSError) as exc:
         cause, _ = attribute(Evidence(error=describe(exc), reachable=False))
         message = (
             f"cannot connect to {config.display_url}: {describe(exc)} ({cause.value}: "
             f"{fix_for(cause)})"
         )
+        if cause is Cause.AUTH:
+            message = _auth_message(config, describe(exc))
         if as_json:
             print(json.dumps({"target": config.target, "error": message}))
         else:

@@ -11,7 +11,7 @@ PY := $(VENV)/bin/python
 python_for = $(shell for p in "$$(pyenv prefix $(1) 2>/dev/null)/bin/python$(1)" python$(1); do \
 	"$$p" -c '' >/dev/null 2>&1 && { command -v "$$p"; break; }; done)
 
-.PHONY: install redis-server test test-one test-redis-py lint typecheck demo run bench clean
+.PHONY: install redis-server test test-one test-redis-py lint typecheck demo run bench dashboard clean
 
 .venv-%/.installed: pyproject.toml
 	@p="$(call python_for,$*)"; test -n "$$p" || { \
@@ -43,8 +43,8 @@ redis-server:
 	@redis-server --version
 
 lint: install
-	$(VENV)/bin/ruff check supervisor tests bench examples
-	$(VENV)/bin/ruff format --check supervisor tests bench examples
+	$(VENV)/bin/ruff check supervisor tests bench examples config
+	$(VENV)/bin/ruff format --check supervisor tests bench examples config
 
 typecheck: install
 	$(VENV)/bin/mypy supervisor
@@ -92,6 +92,10 @@ bench: install redis-server
 	$(PY) bench/recovery.py
 	$(PY) bench/pressure.py
 	$(PY) bench/scale.py
+
+# config/grafana/supervisor.json from its builder (a test keeps them in sync)
+dashboard: install
+	$(PY) config/grafana/dashboard.py
 
 clean:
 	rm -rf .venv .venv-* .mypy_cache .ruff_cache .pytest_cache *.egg-info

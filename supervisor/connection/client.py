@@ -28,6 +28,8 @@ from supervisor.connection.autopipeline import Multiplexer, may_pipeline
 from supervisor.connection.commands import READ_ONLY, command_name
 from supervisor.connection.losses import Loss, Reported, Watcher, describe
 from supervisor.connection.pool import NotSent, SupervisedConnectionPool
+from supervisor.connection.quiet import ERRORS as quiet_errors
+from supervisor.connection.quiet import app_error
 from supervisor.connection.resend import (
     BLOCKING,
     Failure,
@@ -73,15 +75,24 @@ class SupervisedRedis(Redis):
             send = self._send_blocking
         else:
             send = super().execute_command
-        try:
+        if self._watcher is None:
             return await send(*args, **options)
-        except _FAILURES as exc:
-            if self._watcher is None or isinstance(exc, _NOT_OURS):
-                raise
-            name = command_name(args)
-            return await self._recover(
-                name, name in self._retryable, lambda: send(*args, **options), exc
-            )
+        quiet = quiet_errors.set(True)  # redis-py records the error the app sees, once
+        try:
+            try:
+                return await send(*args, **options)
+            except _FAILURES as exc:
+                if isinstance(exc, _NOT_OURS):
+                    raise
+                name = command_name(args)
+                return await self._recover(
+                    name, name in self._retryable, lambda: send(*args, **options), exc
+                )
+        except Exception as exc:
+            await app_error(self.connection_pool.connection_kwargs, exc, 0)
+            raise
+        finally:
+            quiet_errors.reset(quiet)
 
     async def _pipelined(self, *args: Any, **options: Any) -> Any:
         mux = self._mux
@@ -198,13 +209,25 @@ class SupervisedPipeline(Pipeline):
         self._client = client
 
     async def execute(self, raise_on_error: bool = True) -> list[Any]:
+        if self._client._watcher is None:
+            return await super().execute(raise_on_error)
+        quiet = quiet_errors.set(True)  # redis-py records the error the app sees, once
+        try:
+            return await self._execute(raise_on_error)
+        except Exception as exc:
+            await app_error(self.connection_pool.connection_kwargs, exc, 0)
+            raise
+        finally:
+            quiet_errors.reset(quiet)
+
+    async def _execute(self, raise_on_error: bool) -> list[Any]:
         stack = list(self.command_stack)
         watching = self.watching
         try:
             return await super().execute(raise_on_error)
         except _FAILURES_BATCH as exc:
             client = self._client
-            if client._watcher is None or isinstance(exc, _NOT_OURS) or watching or not stack:
+            if isinstance(exc, _NOT_OURS) or watching or not stack:
                 raise
             names = [command_name(args) for args, _ in stack]
             label = ("MULTI " if self.is_transaction else "PIPELINE ") + " ".join(names)

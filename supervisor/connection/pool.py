@@ -25,10 +25,7 @@ from typing import Any
 import anyio
 from redis.asyncio.connection import (
     AbstractConnection,
-    Connection,
     ConnectionPool,
-    SSLConnection,
-    UnixDomainSocketConnection,
 )
 from redis.asyncio.observability.recorder import (
     record_connection_count,
@@ -40,8 +37,10 @@ from redis.observability.attributes import ConnectionState as ObservedState
 from redis.observability.attributes import get_pool_name
 
 from supervisor.causes import Evidence, attribute
+from supervisor.connection.connections import connection_class_for
 from supervisor.connection.losses import Loss, Watcher, describe
 from supervisor.connection.probe import drop
+from supervisor.connection.quiet import install as install_quiet
 from supervisor.connection.schedule import Showed, showed_by
 
 __all__ = ("NotSent", "SupervisedConnectionPool", "connection_class_for")
@@ -76,37 +75,6 @@ def _not_sent(exc: BaseException) -> NotSent:
     return NotSent(error, showed=showed_by(exc, cause))
 
 
-class _Tracked:
-    generation: int = -1
-    last_used: float = 0.0
-    dial: bool = False
-    """Handed out to be connected: it holds one of the pool's dial slots."""
-
-
-class SupervisedConnection(_Tracked, Connection):
-    pass
-
-
-class SupervisedSSLConnection(_Tracked, SSLConnection):
-    pass
-
-
-class SupervisedUnixConnection(_Tracked, UnixDomainSocketConnection):
-    pass
-
-
-_TRACKED: dict[type[AbstractConnection], type[AbstractConnection]] = {
-    Connection: SupervisedConnection,
-    SSLConnection: SupervisedSSLConnection,
-    UnixDomainSocketConnection: SupervisedUnixConnection,
-}
-
-
-def connection_class_for(kwargs: dict[str, Any]) -> type[AbstractConnection]:
-    base: type[AbstractConnection] = kwargs.pop("connection_class", Connection)
-    return _TRACKED.get(base, base)
-
-
 class SupervisedConnectionPool(ConnectionPool):
     """A ``redis.asyncio.ConnectionPool`` that waits at the gate while Redis is down,
     never hands out a connection from before an outage, and reports what broke.
@@ -128,6 +96,7 @@ class SupervisedConnectionPool(ConnectionPool):
         self._woken = 0
         """Waiters woken for a hand-off that have not taken it yet: new commands queue."""
         self._dials = 0
+        install_quiet()
         super().__init__(**kwargs)
 
     async def get_connection(
@@ -293,6 +262,7 @@ class SupervisedConnectionPool(ConnectionPool):
         if full:
             await drop(connection)
         else:
+            await record_connection_count(get_pool_name(self), ObservedState.IDLE, 1)
             self._hand_off()
 
     async def close(self) -> None:
@@ -370,6 +340,10 @@ class SupervisedConnectionPool(ConnectionPool):
             for conn in taken:
                 self._available_connections.remove(conn)
                 self._in_use_connections.add(conn)
+        if taken:  # as redis-py counts a checkout: release() counts them back
+            name = get_pool_name(self)
+            await record_connection_count(name, ObservedState.IDLE, -len(taken))
+            await record_connection_count(name, ObservedState.USED, len(taken))
 
         async def ping(conn: Any) -> None:
             try:

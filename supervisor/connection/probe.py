@@ -15,6 +15,7 @@ import os
 import socket
 import ssl
 import time
+from collections.abc import Callable
 from contextlib import suppress
 from dataclasses import dataclass, replace
 from typing import Any
@@ -98,6 +99,8 @@ class Probe:
         self.step: str | None = None
         """What the probe awaits a reply to now (None: nothing): names a stall."""
         self.latency: float | None = None
+        self.on_round_trip: Callable[[float], None] | None = None
+        """Called with each health-check round trip (the OTel histogram)."""
         self.refused: dict[str, str] = {}
         """Commands the server refused this user (ACL), with what the supervisor
         cannot see without them: it degrades instead of failing."""
@@ -229,14 +232,18 @@ class Probe:
         started = time.perf_counter()
         with suppress(ResponseError):  # the server answered, even if it refused PING
             await self._call("PING")
-        self.latency = time.perf_counter() - started
-        return self.latency
+        self.latency = latency = time.perf_counter() - started
+        if self.on_round_trip is not None:
+            self.on_round_trip(latency)
+        return latency
 
     async def facts(self, known: ServerFacts | None = None) -> ServerFacts:
         """Read ``INFO`` and, where allowed and not ``known``, ``CONFIG GET timeout``."""
         started = time.perf_counter()
         info = await self._info()
         self.latency = time.perf_counter() - started
+        if self.on_round_trip is not None:
+            self.on_round_trip(self.latency)
         if info.get("loading") == "1":
             await self.close()
             raise ProbeFailed(Cause.LOADING, "INFO persistence says loading:1")

@@ -1,19 +1,15 @@
-"""OpenTelemetry metrics of supervisors, in the app's own OTel pipeline.
+"""OpenTelemetry metrics of supervisors, in the app's own OTel pipeline, beside redis-py's.
 
-``pip install 'redis-supervisor[otel]'``, then ``instrument(sup)`` once (it uses
-the global ``MeterProvider`` unless given one). Every instrument is observable:
-the values are read from ``sup.statistics()`` when the app's reader collects, so
-nothing runs on the command path and no task is started.
-
-Where redis-py and go-redis already name a metric, the name is theirs:
-``db.client.connection.count`` (by ``db.client.connection.state``),
-``db.client.connection.pending_requests`` (commands waiting: at the gate or for a
-connection) and ``redis.client.connection.closed`` (by
-``redis.client.connection.close_reason``: the cause the supervisor attributed).
-What only the supervisor knows is named in the same style under
-``redis.supervisor.*``. Per-command metrics (``db.client.operation.duration``,
-``redis.client.errors``) come from redis-py's own observability, which
-``sup.client`` is part of.
+``pip install 'redis-supervisor[otel]'``, then ``instrument(sup)`` once (it uses the
+global ``MeterProvider`` unless given one). Names, units and attributes are the semantic
+conventions' (``opentelemetry-semantic-conventions``): every point carries
+``db.system.name``, ``server.address``, ``server.port`` and ``db.namespace``, so it joins
+redis-py's own ``db.client.operation.duration``, and the pool metrics carry the pool name
+redis-py gives the same pool, so one pool is one series. One truth per fact: the pool's
+connection count is redis-py's while redis-py's observability is on, and ours only while
+it is off; what only the supervisor knows is under ``redis.supervisor.*``. The supervisor's
+own connections and re-sent attempts are never counted in redis-py's errors
+(``supervisor.connection.quiet``).
 """
 
 from __future__ import annotations
@@ -23,57 +19,78 @@ from typing import Any
 
 from opentelemetry import metrics
 from opentelemetry.metrics import CallbackOptions, MeterProvider, Observation
+from opentelemetry.semconv._incubating.attributes.db_attributes import (
+    DB_CLIENT_CONNECTION_POOL_NAME,
+    DB_CLIENT_CONNECTION_STATE,
+)
+from opentelemetry.semconv._incubating.metrics.db_metrics import (
+    DB_CLIENT_CONNECTION_COUNT,
+    DB_CLIENT_CONNECTION_MAX,
+    DB_CLIENT_CONNECTION_PENDING_REQUESTS,
+)
+from opentelemetry.semconv.attributes.db_attributes import DB_NAMESPACE, DB_SYSTEM_NAME
+from opentelemetry.semconv.attributes.server_attributes import SERVER_ADDRESS, SERVER_PORT
+from redis.observability.attributes import get_pool_name
 
 from supervisor._version import __version__
+from supervisor.causes import Cause
 from supervisor.state import ConnectionState
 
-__all__ = ("instrument",)
+__all__ = ("CLOSE_REASON", "TARGET", "instrument")
 
 TARGET = "redis.supervisor.target"
 """The target's name (``host:port/db``, never credentials) on every point."""
+CLOSE_REASON = "redis.client.connection.close.reason"
+"""redis-py's, go-redis's and node-redis's attribute for why a connection closed."""
+CAUSE = "redis.supervisor.cause"
+_CAUSES = [c.value for c in Cause]
 
 
 def instrument(sup: Any, *, meter_provider: MeterProvider | None = None) -> None:
-    """Report ``sup``'s state, losses, reconnect attempts, pool and waiters as OTel
-    metrics; after the supervisor closes its points say so (state ``closed``)."""
+    """Report ``sup``'s state, outages, losses, reconnect attempts, pool, waiters and
+    health checks as OTel metrics; after the supervisor closes its points say so."""
     meter = metrics.get_meter("supervisor", __version__, meter_provider=meter_provider)
-    target = {TARGET: sup.target}
+    pool: Any = getattr(sup, "_pool", None)
+
+    def attributes() -> dict[str, Any]:
+        """Read at each collection: a Sentinel target's server moves with its master."""
+        return {TARGET: sup.target, DB_SYSTEM_NAME: "redis", **_server(sup)}
+
+    def pool_attributes() -> dict[str, Any]:
+        return {**attributes(), DB_CLIENT_CONNECTION_POOL_NAME: get_pool_name(pool)}
 
     def state(_: CallbackOptions) -> Iterable[Observation]:
-        current = sup.state
+        current, base = sup.state, attributes()
         for each in ConnectionState:
-            yield Observation(
-                int(each is current), {**target, "redis.supervisor.state": each.value}
-            )
+            yield Observation(int(each is current), {**base, "redis.supervisor.state": each.value})
 
-    def closed(_: CallbackOptions) -> Iterable[Observation]:
-        for cause, count in sup.statistics().connections_lost_by_cause.items():
-            yield Observation(count, {**target, "redis.client.connection.close_reason": cause})
+    def by_cause(field: str, key: str) -> Any:
+        def observe(_: CallbackOptions) -> Iterable[Observation]:
+            counts, base = getattr(sup.statistics(), field), attributes()
+            for cause in _CAUSES:
+                yield Observation(counts.get(cause, 0), {**base, key: cause})
 
-    def attempts(_: CallbackOptions) -> Iterable[Observation]:
-        for cause, count in sup.statistics().connect_attempts_by_cause.items():
-            yield Observation(count, {**target, "redis.supervisor.cause": cause})
+        return observe
 
     def connections(_: CallbackOptions) -> Iterable[Observation]:
-        pool = getattr(sup, "_pool", None)
-        if pool is None:
-            return
+        if pool is None or _redis_py_counts():
+            return  # redis-py's own count of this pool is the one series
         used = len(pool._in_use_connections)
-        idle = sum(1 for c in pool._available_connections if c.is_connected)
-        name = {**target, "db.client.connection.pool.name": sup.target}
-        yield Observation(used, {**name, "db.client.connection.state": "used"})
-        yield Observation(idle, {**name, "db.client.connection.state": "idle"})
+        idle = len(pool._available_connections)
+        pooled = pool_attributes()
+        yield Observation(used, {**pooled, DB_CLIENT_CONNECTION_STATE: "used"})
+        yield Observation(idle, {**pooled, DB_CLIENT_CONNECTION_STATE: "idle"})
+
+    def most(_: CallbackOptions) -> Iterable[Observation]:
+        if pool is not None:
+            yield Observation(pool.max_connections, pool_attributes())
 
     def pending(_: CallbackOptions) -> Iterable[Observation]:
-        yield Observation(sup.statistics().waiters, target)
-
-    def latency(_: CallbackOptions) -> Iterable[Observation]:
-        seconds = sup.statistics().health_latency
-        if seconds is not None:
-            yield Observation(seconds, target)
+        if pool is not None:
+            yield Observation(sup.statistics().waiters, pool_attributes())
 
     def dropped(_: CallbackOptions) -> Iterable[Observation]:
-        yield Observation(sup.statistics().dropped_events, target)
+        yield Observation(sup.statistics().dropped_events, attributes())
 
     meter.create_observable_gauge(
         "redis.supervisor.state",
@@ -82,38 +99,76 @@ def instrument(sup: Any, *, meter_provider: MeterProvider | None = None) -> None
         description="1 for the state the target is in, 0 for the others",
     )
     meter.create_observable_counter(
-        "redis.client.connection.closed",
-        [closed],
+        "redis.supervisor.outages",
+        [by_cause("outages_by_cause", CAUSE)],
+        unit="{outage}",
+        description="Outages ended, by the cause concluded once the target was back",
+    )
+    meter.create_observable_counter(
+        "redis.supervisor.connection.lost",
+        [by_cause("connections_lost_by_cause", CLOSE_REASON)],
         unit="{connection}",
-        description="Connections lost, by the cause the supervisor attributed",
+        description="Connections lost while serving, by the cause the supervisor attributed",
     )
     meter.create_observable_counter(
         "redis.supervisor.reconnect.attempts",
-        [attempts],
+        [by_cause("connect_attempts_by_cause", CAUSE)],
         unit="{attempt}",
-        description="Failed connection attempts of the prober, by cause",
+        description="Failed connection attempts, by cause",
     )
     meter.create_observable_up_down_counter(
-        "db.client.connection.count",
+        DB_CLIENT_CONNECTION_COUNT,
         [connections],
         unit="{connection}",
-        description="Connections of the supervised pool, by state",
+        description="Connections of the supervised pool, by state (while redis-py's is off)",
     )
     meter.create_observable_up_down_counter(
-        "db.client.connection.pending_requests",
+        DB_CLIENT_CONNECTION_MAX,
+        [most],
+        unit="{connection}",
+        description="The most connections the supervised pool opens (max_connections)",
+    )
+    meter.create_observable_up_down_counter(
+        DB_CLIENT_CONNECTION_PENDING_REQUESTS,
         [pending],
         unit="{request}",
         description="Commands waiting: at the gate during an outage, or for a connection",
     )
     meter.create_observable_gauge(
-        "redis.supervisor.health_check.latency",
-        [latency],
-        unit="s",
-        description="Round trip of the last health check",
-    )
-    meter.create_observable_counter(
         "redis.supervisor.events.dropped",
         [dropped],
         unit="{event}",
-        description="Events subscribers lost to a full buffer",
+        description="Events the current subscribers lost to a full buffer",
     )
+    probe = getattr(sup, "_probe", None)
+    if probe is not None:
+        duration = meter.create_histogram(
+            "redis.supervisor.health_check.duration",
+            unit="s",
+            description="Round trip of each health check (PING, or INFO on a fresh connection)",
+        )
+        probe.on_round_trip = lambda seconds: duration.record(seconds, attributes())
+
+
+def _server(sup: Any) -> dict[str, Any]:
+    kwargs = getattr(sup, "_ctx", None)
+    kwargs = kwargs.connection_kwargs if kwargs is not None else sup.config.connection_kwargs()
+    if sup.config.cluster_nodes:
+        host, _, port = sup.config.cluster_nodes[0].rpartition(":")
+        return {SERVER_ADDRESS: host, SERVER_PORT: int(port), DB_NAMESPACE: "0"}
+    if "path" in kwargs:
+        return {SERVER_ADDRESS: kwargs["path"], DB_NAMESPACE: str(kwargs.get("db", 0))}
+    return {
+        SERVER_ADDRESS: kwargs.get("host", "localhost"),
+        SERVER_PORT: int(kwargs.get("port", 6379)),
+        DB_NAMESPACE: str(kwargs.get("db", 0)),
+    }
+
+
+def _redis_py_counts() -> bool:
+    from redis.observability.providers import get_observability_instance
+
+    try:
+        return bool(get_observability_instance().is_enabled())
+    except Exception:
+        return False

@@ -314,13 +314,13 @@ def _auth_message(config: SupervisorConfig, error: str) -> str:
     said = error.partition(": ")[2] or error
     if config.connection_kwargs().get("password") is None:
         return (
-            f"cannot connect to {config.display_url}: this server needs a password (it "
-            f"said: {said}). Pass it with SUPERVISOR_PASSWORD, SUPERVISOR_PASSWORD_FILE, "
+            f"cannot connect to {config.display_url}: this server needs a password (auth: "
+            f"it said {said}). Pass it with SUPERVISOR_PASSWORD, SUPERVISOR_PASSWORD_FILE, "
             "--password-file FILE, or in the URL (redis://:PASSWORD@host:port)"
         )
     return (
-        f"cannot connect to {config.display_url}: the server refused the password (it "
-        f"said: {said}). Check it, and the user name of an ACL user "
+        f"cannot connect to {config.display_url}: the server refused the password (auth: "
+        f"it said {said}). Check it, and the user name of an ACL user "
         "(redis://USER:PASSWORD@host:port)"
     )
 

@@ -16,6 +16,7 @@ import anyio
 from redis.exceptions import RedisError, ResponseError
 
 from supervisor.connection import replies
+from supervisor.connection.quiet import quiet_task
 from supervisor.errors import SupervisorError
 from supervisor.events import Alert, ServerSampled
 from supervisor.targets.single import Supervisor
@@ -57,6 +58,7 @@ class Monitor:
         self.latest: ServerSampled | None = None
 
     async def run(self) -> None:
+        quiet_task()  # its INFO and CONFIG GET are not the app's commands
         while True:
             try:
                 sample = await self.sample_once()

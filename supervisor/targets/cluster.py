@@ -29,6 +29,8 @@ from supervisor.causes import Cause
 from supervisor.config import SupervisorConfig
 from supervisor.connection.backoff import Backoff
 from supervisor.connection.gate import SlotGate
+from supervisor.connection.quiet import install as install_quiet
+from supervisor.connection.quiet import quiet_task
 from supervisor.connection.resend import Failure
 from supervisor.errors import Unavailable
 from supervisor.events import TopologyChanged
@@ -60,6 +62,7 @@ class ClusterSupervisor(Observable, AsyncContextManagerMixin):
         if not config.cluster_nodes:
             raise ValueError("ClusterSupervisor needs config.cluster_nodes")
         super().__init__(config.target, event_buffer=config.event_buffer)
+        install_quiet()
         self.config = config
         self.gate = SlotGate(
             max_waiters=config.max_waiters, fail_fast=config.offline == "fail_fast"
@@ -193,6 +196,7 @@ class ClusterSupervisor(Observable, AsyncContextManagerMixin):
                 await self.client._shutdown()
 
     async def _run(self) -> None:
+        quiet_task()  # the supervisor's checks are not the app's, in redis-py's metrics
         while True:
             self._rounds_started += 1
             await self._round()

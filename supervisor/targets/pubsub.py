@@ -27,6 +27,7 @@ from supervisor.connection import replies
 from supervisor.connection.backoff import Backoff
 from supervisor.connection.losses import Loss, describe
 from supervisor.connection.probe import drop
+from supervisor.connection.quiet import EVERYTHING as quiet_everything
 from supervisor.events import Resubscribed
 from supervisor.state import ConnectionState
 from supervisor.targets.gap import gap_detail, pubsub_limit
@@ -37,9 +38,6 @@ __all__ = ("Message", "Owner", "SupervisedPubSub")
 
 class _Stalled(Exception):
     """The server did not answer a PING in time."""
-
-    def __str__(self) -> str:
-        return str(self.args[0]) if self.args else "stalled"
 
 
 class Owner(Protocol):
@@ -322,6 +320,7 @@ class SupervisedPubSub:
             except RuntimeError:
                 await self.aclose()
                 return
+            quiet = quiet_everything.set(True)  # its attempts are not the app's errors
             try:
                 await self._connect_and_subscribe()
                 break
@@ -331,6 +330,8 @@ class SupervisedPubSub:
                     return  # aclose() while connecting: not a loss
                 self._sup.connection_lost(Loss(describe(exc), None, command_failed=True))
                 await anyio.sleep(self._backoff.next_delay())
+            finally:
+                quiet_everything.reset(quiet)
         else:
             return
         self._backoff.reset()

@@ -29,6 +29,7 @@ from supervisor.connection.gate import Admission, Gate
 from supervisor.connection.losses import Loss
 from supervisor.connection.pool import SupervisedConnectionPool, connection_class_for
 from supervisor.connection.probe import Probe
+from supervisor.connection.quiet import quiet_task
 from supervisor.connection.schedule import Schedule
 from supervisor.errors import Unavailable
 from supervisor.events import Resubscribed
@@ -197,7 +198,7 @@ class Supervisor(Observable, AsyncContextManagerMixin):
             async with anyio.create_task_group() as tg:
                 tg.start_soon(self._run)
                 if self._sentinel is not None and self._locator is not None:
-                    tg.start_soon(self._sentinel.watch, self._locator.on_notice)
+                    tg.start_soon(self._watch_sentinels)
                 try:
                     yield self
                 finally:
@@ -205,6 +206,11 @@ class Supervisor(Observable, AsyncContextManagerMixin):
         finally:
             with anyio.CancelScope(shield=True):
                 await self._close()
+
+    async def _watch_sentinels(self) -> None:
+        assert self._sentinel is not None and self._locator is not None
+        quiet_task()
+        await self._sentinel.watch(self._locator.on_notice)
 
     async def _close(self) -> None:
         """Close every resource within its own bound, so one that stalls (pub/sub handles
@@ -222,6 +228,7 @@ class Supervisor(Observable, AsyncContextManagerMixin):
         await self._pool.close()  # bounded: 1 s
 
     async def _run(self) -> None:
+        quiet_task()  # what the supervisor does for the app is not the app's, in redis-py's metrics
         while True:
             if self._state in DOWN:
                 await self._prober.attempt()

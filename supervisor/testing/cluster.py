@@ -104,12 +104,14 @@ class ClusterSetup:
         return next(n for n in self.nodes if f"127.0.0.1:{n.port}" == address)
 
     def wait_ok(self, timeout: float = 30) -> None:
-        """Until every live node says cluster_state:ok, knows every live node (gossip
-        is slow with a long node timeout), and knows its replica is in sync."""
+        """Until every live node says cluster_state:ok, knows every live node and its role
+        as the others do (gossip is slow with a long node timeout: a replica's role may
+        reach one node after another), and knows its replica is in sync."""
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             try:
                 states = []
+                views = []
                 live = [n for n in self.nodes if n._proc is not None and n._proc.poll() is None]
                 for n in live:
                     with n.admin() as r:
@@ -117,10 +119,11 @@ class ClusterSetup:
                         known = r.execute_command("CLUSTER", "NODES").splitlines()
                         settled = [k for k in known if "handshake" not in k]
                         states.append(len(settled) >= len(live))
+                        views.append(_roles(settled))
                         info = r.info("replication")
                         if info["role"] == "slave":
                             states.append(info.get("master_link_status") == "up")
-                if all(states):
+                if all(states) and all(view == views[0] for view in views):
                     return
             except redis.RedisError:
                 pass
@@ -140,3 +143,15 @@ class ClusterSetup:
             node.close()
         if self.tls is not None:
             self.tls.close()
+
+
+def _roles(lines: list[str]) -> frozenset[tuple[str, str]]:
+    """``(address, "master" | "slave")`` of each node a ``CLUSTER NODES`` view holds."""
+    out = set()
+    for line in lines:
+        fields = line.split()
+        if len(fields) > 2:
+            flags = fields[2].split(",")
+            role = "master" if "master" in flags else "slave" if "slave" in flags else "?"
+            out.add((fields[1].split("@")[0], role))
+    return frozenset(out)

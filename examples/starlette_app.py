@@ -9,7 +9,8 @@ for at most ``WEB_DEFAULTS``' 2 s, not the library's 10 s (right for workers and
 a request held longer outlives most clients' and load balancers' timeouts.
 ``/hits`` counts in Redis; ``/ready`` is the readiness probe: 200 while Redis is
 READY, 503 with the state and cause while it is not (mount it where only your
-orchestrator reaches it: it names the target).
+orchestrator reaches it: it names the target); ``/metrics`` is Prometheus text, the
+names the shipped dashboard and alert rules use.
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ from starlette.responses import JSONResponse
 from starlette.routing import Route
 
 from supervisor import OutcomeUnknown, SupervisorConfig, Unavailable
-from supervisor.asgi import ReadinessApp, lifespan
+from supervisor.asgi import MetricsApp, ReadinessApp, lifespan
 
 log = logging.getLogger("examples.starlette_app")
 # the app, not the library, configures logging: the supervisor's records (logger
@@ -64,7 +65,11 @@ def create_app(config: SupervisorConfig | None = None) -> Starlette:
             yield state
 
     return Starlette(
-        routes=[Route("/hits", hits), Route("/ready", ReadinessApp())],
+        routes=[
+            Route("/hits", hits),
+            Route("/ready", ReadinessApp()),
+            Route("/metrics", MetricsApp()),  # the metrics of `python -m supervisor run`
+        ],
         lifespan=lifespan_logged,
     )
 

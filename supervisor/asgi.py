@@ -2,6 +2,6 @@
 
 from __future__ import annotations
 
-from supervisor.integrations.asgi import ReadinessApp, lifespan, readiness
+from supervisor.integrations.asgi import MetricsApp, ReadinessApp, lifespan, readiness
 
-__all__ = ("ReadinessApp", "lifespan", "readiness")
+__all__ = ("MetricsApp", "ReadinessApp", "lifespan", "readiness")

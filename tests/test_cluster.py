@@ -18,7 +18,7 @@ from supervisor import (
     TopologyChanged,
     Unavailable,
 )
-from supervisor.service.prometheus import Metrics
+from supervisor.integrations.prometheus import Metrics
 from supervisor.service.run import health_response
 from supervisor.testing import ClusterSetup
 from tests.helpers.events import state_is, until

@@ -358,6 +358,9 @@ async def test_asgi_readiness_follows_the_server(server):
         response = await client.get("/ready")
         assert response.status_code == 200
         assert (await client.get("/hits")).json() == {"hits": 1}
+        metrics = (await client.get("/metrics")).text
+        assert 'supervisor_state{state="ready",target="redis"} 1.0' in metrics
+        assert 'supervisor_outages_total{cause="server_restart",target="redis"} 0.0' in metrics
         server.kill()
         await sup.wait_for(ConnectionState.RECONNECTING, timeout=5)
         response = await client.get("/ready")
@@ -391,6 +394,9 @@ async def test_asgi_example_takes_the_environment_and_keeps_details_from_clients
         assert sup.config.command_deadline == 2.0  # a request's budget, not a job's 10 s
         await sup.wait_for(ConnectionState.READY, timeout=5)
         assert (await client.get("/hits")).json() == {"hits": 1}
+        metrics = (await client.get("/metrics")).text
+        assert 'supervisor_state{state="ready",target="redis"} 1.0' in metrics
+        assert 'supervisor_outages_total{cause="server_restart",target="redis"} 0.0' in metrics
         server.kill()
         await sup.wait_for(ConnectionState.RECONNECTING, timeout=5)
         response = await client.get("/hits")
@@ -478,7 +484,7 @@ def test_metrics_follow_prometheus_conventions_and_count_a_restart_as_one(server
     """A real scrape: counters are counters named ``_total``, every cause is there at 0
     from the first scrape, the server facts carry redis_exporter's names, and a restart is
     counted once, as ``server_restart`` (the cause concluded), not as ``network``."""
-    from supervisor.service.prometheus import METRICS
+    from supervisor.integrations.prometheus import METRICS
 
     port = free_port()
     config = tmp_path / "service.toml"

@@ -1,5 +1,5 @@
-"""Glue for the stacks apps run: ASGI lifespan and readiness, OpenTelemetry metrics.
+"""Glue for the stacks apps run: ASGI lifespan, readiness and metrics, Prometheus, OpenTelemetry.
 
 Public through ``supervisor.asgi`` and ``supervisor.otel``. May import the vocabulary,
-``connection`` and ``targets``; never ``service``.
+``connection`` and ``targets``; never ``service``, which builds on it.
 """

@@ -15,11 +15,14 @@ from collections.abc import AsyncIterator, Awaitable, Callable, MutableMapping
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from typing import Any
 
+from prometheus_client import make_asgi_app
+
 from supervisor.config import SupervisorConfig
+from supervisor.integrations.prometheus import Metrics
 from supervisor.targets.readiness import health_response
 from supervisor.targets.single import Supervisor
 
-__all__ = ("ReadinessApp", "lifespan", "readiness")
+__all__ = ("MetricsApp", "ReadinessApp", "lifespan", "readiness")
 
 Scope = MutableMapping[str, Any]
 Receive = Callable[[], Awaitable[MutableMapping[str, Any]]]
@@ -84,3 +87,23 @@ class ReadinessApp:
         if found is None:
             found = getattr(getattr(scope.get("app"), "state", None), self._key, None)
         return found if isinstance(found, Supervisor) else None
+
+
+class MetricsApp:
+    """An ASGI ``/metrics`` endpoint (Prometheus text) for the supervisor in the lifespan
+    state: the metrics of ``python -m supervisor run``, so the shipped dashboard and alert
+    rules work for an app that embeds the supervisor. ``target`` is the label it gets."""
+
+    def __init__(self, state_key: str = "supervisor", *, target: str = "redis") -> None:
+        self._find = ReadinessApp(state_key)._find
+        self._target = target
+        self._app: Any = None
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if self._app is None:
+            sup = self._find(scope)
+            if sup is None:
+                await ReadinessApp()(scope, receive, send)  # 503: no supervisor in app state
+                return
+            self._app = make_asgi_app(Metrics({self._target: sup}).registry)
+        await self._app(scope, receive, send)

@@ -15,10 +15,10 @@ from contextlib import AsyncExitStack
 import anyio
 import structlog
 
+from supervisor.integrations.prometheus import Metrics
 from supervisor.service.config import ServiceConfig
 from supervisor.service.http import Response, serve
 from supervisor.service.monitor import Monitor
-from supervisor.service.prometheus import Metrics
 from supervisor.targets.cluster import ClusterSupervisor
 from supervisor.targets.readiness import AnySupervisor, health_response
 from supervisor.targets.single import Supervisor

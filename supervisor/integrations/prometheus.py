@@ -11,19 +11,18 @@ where it does not.
 from __future__ import annotations
 
 from collections.abc import Iterator, Mapping
-from typing import Any
+from typing import Any, Protocol
 
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
 from supervisor.causes import Cause
-from supervisor.service.monitor import Monitor
 from supervisor.state import ConnectionState
 from supervisor.targets.cluster import ClusterSupervisor
 from supervisor.targets.single import Supervisor
 
-__all__ = ("METRICS", "Metrics")
+__all__ = ("METRICS", "Metrics", "Sampler")
 
 _CAUSES = [c.value for c in Cause]
 
@@ -85,10 +84,20 @@ METRICS: dict[str, tuple[str, str, str]] = {
 """Every exported name as a scrape shows it: (type, unit, labels); README's table."""
 
 
+class Sampler(Protocol):
+    """What the server facts are read from: the service's monitor (its last sample)."""
+
+    @property
+    def latest(self) -> Any: ...
+
+
 class Metrics(Collector):
+    """The metrics of ``supervisors`` (by name, the ``target`` label), for ``run``'s
+    ``/metrics`` and an app's (``supervisor.asgi.MetricsApp``)."""
+
     def __init__(self, supervisors: Mapping[str, Supervisor | ClusterSupervisor]) -> None:
         self._supervisors = supervisors
-        self.monitors: dict[str, Monitor] = {}
+        self.monitors: dict[str, Sampler] = {}
         self.registry = CollectorRegistry(auto_describe=False)
         self.registry.register(self)
 

@@ -106,7 +106,8 @@ class Context:
         self.failed_commands = 0
         self.master_seen = False
         """The target answered as a master once: a READONLY from it now means a failover."""
-        self.situation: tuple[Cause, Showed] | None = None
+        self.situation: tuple[Cause, Showed, str] | None = None
+        """What the last failed attempt showed, and from where: one event per situation."""
         self.alerted: set[str] = set()
         # when the background task acts next
         self.round_due = 0.0

@@ -52,9 +52,13 @@ class Prober:
                 knocked = await self._knock_until_answered()
             else:
                 await self._rest(wait)
-        try:
-            if self._locator is not None:
+        if self._locator is not None:
+            try:
                 await self._locator.discover_if_due()
+            except ProbeFailed as failure:
+                self.retry_later(failure.cause, failure.detail, failure.showed, "sentinels")
+                return
+        try:
             if not knocked and ctx.situation is not None and ctx.situation[1] is Showed.REFUSED:
                 await ctx.probe.knock()
             facts = await ctx.probe.open(ctx.facts)
@@ -139,20 +143,23 @@ class Prober:
             return ctx.config.role == "master"
         return ctx.status.cause is Cause.READONLY
 
-    def retry_later(self, cause: Cause, detail: str, showed: Showed) -> None:
-        self._ctx.attempt_due = time.monotonic() + self.failed(cause, detail, showed)
+    def retry_later(
+        self, cause: Cause, detail: str, showed: Showed, source: str = "target"
+    ) -> None:
+        self._ctx.attempt_due = time.monotonic() + self.failed(cause, detail, showed, source)
 
-    def failed(self, cause: Cause, detail: str, showed: Showed) -> float:
+    def failed(self, cause: Cause, detail: str, showed: Showed, source: str = "target") -> float:
         """Count a failed attempt and return the wait before the next one. One event
-        (and one log line) per situation: a new cause, or a new kind of answer."""
+        (and one log line) per situation: a new cause, a new kind of answer, or a new
+        source of it (the target, or the sentinels that should name it)."""
         ctx = self._ctx
         ctx.attempt_failed(cause)
         ctx.reason(cause, detail)
         if ctx.status.state is not ConnectionState.OVERLOADED:
             ctx.admit_while_down(cause)
         delay = ctx.schedule.next_delay(showed)
-        if ctx.situation != (cause, showed):
-            ctx.situation = (cause, showed)
+        if ctx.situation != (cause, showed, source):
+            ctx.situation = (cause, showed, source)
             ctx.publish(
                 ReconnectScheduled,
                 attempt=ctx.schedule.attempts,

@@ -62,8 +62,10 @@ async def main() -> None:
                         break
         await asyncio.gather(*(sup.client.get("k") for _ in range(20)))
         rounds = sup.statistics().health_checks
-        while sup.statistics().health_checks < rounds + 8:  # noqa: ASYNC110  (a counter)
-            await asyncio.sleep(0.05)  # idle refreshes take connections and give them back
+        # idle refreshes (every 1 s) take connections and give them back: wait for 8 rounds
+        async with asyncio.timeout(BOUND):
+            while sup.statistics().health_checks < rounds + 8:  # noqa: ASYNC110  (a counter)
+                await asyncio.sleep(0.05)
         print(json.dumps({"pool": get_pool_name(sup._pool)}))
         data = reader.get_metrics_data()
         assert data is not None

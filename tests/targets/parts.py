@@ -19,6 +19,8 @@ from supervisor.errors import Unavailable
 from supervisor.events import Event
 from supervisor.state import ConnectionState
 from supervisor.targets.context import Context
+from supervisor.targets.sentinel import SentinelWatcher
+from supervisor.testing import free_port
 
 
 class Board:
@@ -107,3 +109,16 @@ def parts_context(url: str, **settings: Any) -> tuple[Context, Board]:
 async def close(ctx: Context) -> None:
     await ctx.probe.close()
     await ctx.pool.close()
+
+
+def silent_sentinels() -> SentinelWatcher:
+    """Sentinels at a port nothing listens on: every discovery fails."""
+    return SentinelWatcher(
+        [("127.0.0.1", free_port())],
+        "mymaster",
+        role="master",
+        timeout=0.5,
+        connect_timeout=0.5,
+        backoff_base=0.05,
+        backoff_cap=0.1,
+    )

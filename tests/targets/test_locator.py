@@ -8,28 +8,16 @@ import anyio
 from supervisor.causes import Cause
 from supervisor.state import ConnectionState
 from supervisor.targets.locator import SentinelLocator
-from supervisor.targets.sentinel import SentinelNotice, SentinelWatcher
+from supervisor.targets.sentinel import SentinelNotice
 from supervisor.testing import free_port
 from tests.helpers.servers import RedisServer
-from tests.targets.parts import close, parts_context
-
-
-def _watcher() -> SentinelWatcher:
-    return SentinelWatcher(
-        [("127.0.0.1", free_port())],
-        "mymaster",
-        role="master",
-        timeout=0.5,
-        connect_timeout=0.5,
-        backoff_base=0.05,
-        backoff_cap=0.1,
-    )
+from tests.targets.parts import close, parts_context, silent_sentinels
 
 
 async def test_switch_master_moves_every_new_connection(shared_server: RedisServer) -> None:
     ctx, board = parts_context(shared_server.url)
     ctx.wake, ctx.hint = anyio.Event(), anyio.Event()
-    locator = SentinelLocator(ctx, _watcher())
+    locator = SentinelLocator(ctx, silent_sentinels())
     try:
         with anyio.fail_after(5):
             ctx.facts = await ctx.probe.open()
@@ -52,7 +40,7 @@ async def test_switch_master_moves_every_new_connection(shared_server: RedisServ
 
 async def test_the_first_discovery_moves_silently() -> None:
     ctx, board = parts_context(f"redis://127.0.0.1:{free_port()}/0")
-    locator = SentinelLocator(ctx, _watcher())
+    locator = SentinelLocator(ctx, silent_sentinels())
     await locator.follow(("127.0.0.1", 7998), Cause.FAILOVER)
     await close(ctx)
     assert ctx.address == ("127.0.0.1", 7998)

@@ -12,7 +12,7 @@ from supervisor.state import ConnectionState
 from supervisor.targets.prober import Prober
 from supervisor.testing import free_port
 from tests.helpers.servers import RedisServer
-from tests.targets.parts import close, parts_context
+from tests.targets.parts import close, parts_context, silent_sentinels
 
 
 async def test_refused_attempts_are_counted_and_told_once_per_situation() -> None:
@@ -55,21 +55,12 @@ async def test_sentinels_that_do_not_answer_are_a_situation_of_their_own() -> No
     """The master reset a connection, then no sentinel answers: the same cause and kind of
     answer, from another source, is told (it names the sentinels), once."""
     from supervisor.targets.locator import SentinelLocator
-    from supervisor.targets.sentinel import SentinelWatcher
 
     ctx, board = parts_context(
         f"redis://127.0.0.1:{free_port()}/0", backoff_base=0.05, backoff_cap=0.05
     )
     ctx.hint = anyio.Event()
-    sentinels = SentinelWatcher(
-        [("127.0.0.1", free_port())],
-        "mymaster",
-        role="master",
-        timeout=0.5,
-        connect_timeout=0.5,
-        backoff_base=0.05,
-        backoff_cap=0.1,
-    )
+    sentinels = silent_sentinels()
     prober = Prober(ctx, SentinelLocator(ctx, sentinels), adoptable=True)
     try:
         prober.retry_later(Cause.NETWORK, "Connection reset by peer", Showed.TURNED_AWAY)

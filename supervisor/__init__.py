@@ -6,11 +6,12 @@ The public API is what this module exports; every other module is internal.
 from __future__ import annotations
 
 from supervisor import _clash  # noqa: F401  (first: refuses a package shared with supervisord)
-from supervisor.causes import Cause
+from supervisor.causes import Cause, FlushCause
 from supervisor.config import SupervisorConfig
 from supervisor.errors import ConfigError, OutcomeUnknown, SupervisorError, Unavailable
 from supervisor.events import (
     Alert,
+    CacheFlushed,
     ConnectionLost,
     Event,
     HealthCheckFailed,
@@ -28,12 +29,14 @@ from supervisor.targets.cluster import ClusterNodeState, ClusterSupervisor
 from supervisor.targets.hub import Subscription
 from supervisor.targets.pubsub import Message, SupervisedPubSub
 from supervisor.targets.single import Supervisor, SupervisorStatistics
+from supervisor.targets.statistics import CacheStatistics
 
 __all__ = (
     # the supervisor
     "Supervisor",
     "SupervisorConfig",
     "SupervisorStatistics",
+    "CacheStatistics",
     "ClusterSupervisor",
     "ClusterNodeState",
     "ConnectionState",
@@ -51,6 +54,8 @@ __all__ = (
     "Resubscribed",
     "ServerSampled",
     "Alert",
+    "CacheFlushed",
+    "FlushCause",
     "Subscription",
     # pub/sub
     "SupervisedPubSub",

@@ -11,7 +11,28 @@ from __future__ import annotations
 import enum
 from dataclasses import dataclass
 
-__all__ = ("Cause", "Evidence", "attribute", "fix_for")
+__all__ = ("Cause", "Evidence", "FlushCause", "attribute", "fix_for")
+
+
+class FlushCause(enum.Enum):
+    """Why the client-side cache dropped every entry (``CacheFlushed.cause``)."""
+
+    STREAM_LOST = "stream_lost"
+    """The invalidation connection closed: killed, evicted, the server restarted..."""
+    READER_LOST = "reader_lost"
+    """The connection the cache reads on closed: what it tracked is forgotten."""
+    STALLED = "stalled"
+    """A round of the proof went unanswered for ``health_check_timeout``."""
+    RENEWED = "renewed"
+    """The supervisor reconnected after an outage (a restart, a failover)."""
+    SERVER_FLUSH = "server_flush"
+    """The server said every key changed: ``FLUSHALL``, ``FLUSHDB``, a replica's full sync."""
+    SWAPDB = "swapdb"
+    """``SWAPDB`` ran on the server (it sends no invalidation)."""
+    LOCAL_FLUSH = "local_flush"
+    """``FLUSHALL``, ``FLUSHDB`` or ``SWAPDB`` through ``sup.client``."""
+    CLOSED = "closed"
+    """The supervisor stopped."""
 
 
 class Cause(enum.Enum):

@@ -82,6 +82,17 @@ class SupervisorConfig:
             write (``supervisor.connection.autopipeline``). Blocking and transaction commands,
             pipelines, pub/sub and ``client()`` keep the pool. Off by default;
             RESP2 only, and not with ``cluster_nodes``.
+        client_cache: ``sup.client`` answers cacheable reads (GET, MGET, HGET,
+            HGETALL, SMEMBERS, ZRANGE...) from memory, invalidated by the server
+            (``CLIENT TRACKING``), never staler than ``cache_max_staleness``
+            (``supervisor.connection.cache``). Off by default; a single target or a
+            Sentinel master, not with ``cluster_nodes``.
+        cache_max_entries / cache_max_bytes: the cache's bounds; least recently used
+            entries go first.
+        cache_ttl: seconds an entry is kept at most (and never past its key's expiry).
+        cache_max_staleness: a read that begins at ``t`` never returns a value
+            overwritten by a write acknowledged before ``t - cache_max_staleness``:
+            it goes to the server whenever that cannot be proven.
         event_buffer: default buffer size of each subscriber.
         sentinels: ``host:port`` of Redis Sentinels; when set, the target is the
             Sentinel service ``service_name`` and ``url`` only gives the database,
@@ -129,6 +140,11 @@ class SupervisorConfig:
     idempotent_commands: tuple[str, ...] = ()
     decode_responses: bool = False
     auto_pipeline: bool = False
+    client_cache: bool = False
+    cache_max_entries: int = 10_000
+    cache_max_bytes: int = 64 * 1024 * 1024
+    cache_ttl: float = 60.0
+    cache_max_staleness: float = 0.1
     event_buffer: int = 100
     sentinels: tuple[str, ...] = ()
     service_name: str = ""

@@ -9,11 +9,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from supervisor.causes import Cause
+from supervisor.causes import Cause, FlushCause
 from supervisor.state import ConnectionState
 
 __all__ = (
     "Alert",
+    "CacheFlushed",
     "ConnectionLost",
     "Event",
     "HealthCheckFailed",
@@ -197,6 +198,21 @@ class Alert:
     detail: str
 
 
+@dataclass(frozen=True, slots=True, kw_only=True)
+class CacheFlushed:
+    """The client-side cache (``client_cache``) dropped every entry. After a fault
+    (``FlushCause.STREAM_LOST``, ``READER_LOST``, ``STALLED``, ``RENEWED``) reads go to
+    the server until new connections prove the invalidation stream complete again."""
+
+    seq: int
+    at: float
+    target: str
+    cause: FlushCause
+    entries: int
+    """How many entries were dropped."""
+    detail: str
+
+
 Event = (
     Snapshot
     | StateChanged
@@ -209,4 +225,5 @@ Event = (
     | TopologyChanged
     | ServerSampled
     | Alert
+    | CacheFlushed
 )

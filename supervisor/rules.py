@@ -30,6 +30,8 @@ def check_settings(c: Mapping[str, Any], connection_kwargs: Callable[[], dict[st
         "command_deadline": c["command_deadline"],
         "socket_timeout": c["socket_timeout"],
         "socket_connect_timeout": c["socket_connect_timeout"],
+        "cache_ttl": c["cache_ttl"],
+        "cache_max_staleness": c["cache_max_staleness"],
     }
     if c["socket_timeout"] is None:
         del numbers["socket_timeout"]
@@ -51,6 +53,8 @@ def check_settings(c: Mapping[str, Any], connection_kwargs: Callable[[], dict[st
         "tcp_keepalive_interval": (c["tcp_keepalive_interval"], 32767),
         "tcp_keepalive_count": (c["tcp_keepalive_count"], 127),
         "event_buffer": (c["event_buffer"], 10**6),
+        "cache_max_entries": (c["cache_max_entries"], 10**8),
+        "cache_max_bytes": (c["cache_max_bytes"], 2**40),
     }
     for name, (ivalue, most) in integers.items():
         if isinstance(ivalue, bool) or not isinstance(ivalue, int) or not 1 <= ivalue <= most:
@@ -90,7 +94,8 @@ def check_settings(c: Mapping[str, Any], connection_kwargs: Callable[[], dict[st
             f"idempotent_commands must be a list of command names, got {c['idempotent_commands']!r}"
         )
     _check_target(c)
-    for flag in ("tcp_keepalive", "decode_responses", "auto_pipeline", "sentinel_tls"):
+    flags = ("tcp_keepalive", "decode_responses", "auto_pipeline", "client_cache", "sentinel_tls")
+    for flag in flags:
         if not isinstance(c[flag], bool):
             raise ConfigError(f"{flag} must be true or false, got {c[flag]!r}")
     if c["client_name"] is not None and (
@@ -110,6 +115,27 @@ def check_settings(c: Mapping[str, Any], connection_kwargs: Callable[[], dict[st
     if c["auto_pipeline"] and c["cluster_nodes"]:
         raise ConfigError(
             "auto_pipeline is for a single target or a Sentinel service, not cluster_nodes"
+        )
+    if c["client_cache"]:
+        _check_cache(c)
+
+
+def _check_cache(c: Mapping[str, Any]) -> None:
+    if c["cluster_nodes"]:
+        raise ConfigError(
+            "client_cache is for a single target or a Sentinel master, not cluster_nodes: "
+            "a cluster needs one invalidation stream per node, which is not built; "
+            "drop client_cache or cluster_nodes"
+        )
+    if c["sentinels"] and c["role"] == "replica":
+        raise ConfigError(
+            "client_cache with role = 'replica' cannot bound staleness: the replica "
+            "applies writes later than the master acknowledges them; use role = 'master'"
+        )
+    if c["cache_max_staleness"] < 0.01:
+        raise ConfigError(
+            f"cache_max_staleness must be at least 0.01 s (it is proven by a round trip "
+            f"every quarter of it), got {c['cache_max_staleness']!r}"
         )
 
 

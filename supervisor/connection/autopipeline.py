@@ -31,6 +31,7 @@ import asyncio
 import contextlib
 import inspect
 from collections import deque
+from collections.abc import Callable
 from typing import Any
 
 import anyio
@@ -48,7 +49,7 @@ from supervisor.connection.probe import drop
 from supervisor.connection.resend import BLOCKING
 from supervisor.connection.schedule import Showed
 
-__all__ = ("MAX_BATCH_BYTES", "MAX_BATCH_COMMANDS", "Multiplexer", "may_pipeline")
+__all__ = ("MAX_BATCH_BYTES", "MAX_BATCH_COMMANDS", "Lane", "Multiplexer", "may_pipeline")
 
 MAX_BATCH_COMMANDS = 512
 MAX_BATCH_BYTES = 256 * 1024
@@ -75,7 +76,7 @@ def may_pipeline(name: Any, options: dict[str, Any]) -> bool:
     )
 
 
-class _Lane(asyncio.Protocol):
+class Lane(asyncio.Protocol):
     """One multiplexed connection: writes batches, hands each reply to its caller."""
 
     def __init__(
@@ -84,8 +85,10 @@ class _Lane(asyncio.Protocol):
         generation: int,
         timeout: float | None,
         watcher: Watcher,
+        on_close: Callable[[BaseException], None] | None = None,
     ) -> None:
         self.connection = connection
+        self._on_close = on_close
         self.watcher = watcher
         self.generation = generation
         self.timeout = timeout
@@ -214,6 +217,8 @@ class _Lane(asyncio.Protocol):
         for _, _, future in queue:
             if not future.done():
                 future.set_exception(unsent)
+        if self._on_close is not None:
+            self._on_close(error)
 
     def close(self) -> None:
         """Close a lane that is done with: at shutdown, or from before an outage the
@@ -230,8 +235,8 @@ class Multiplexer:
         self._pool = pool
         self._watcher = pool._watcher
         self._gate = pool._watcher.gate
-        self._lane: _Lane | None = None
-        self._opening: asyncio.Future[_Lane] | None = None
+        self._lane: Lane | None = None
+        self._opening: asyncio.Future[Lane] | None = None
         self._opener: anyio.CancelScope | None = None
         self._waiting_open = 0
         self._closed = False
@@ -273,7 +278,7 @@ class Multiplexer:
         value = callback(response, **options)
         return await value if inspect.isawaitable(value) else value
 
-    async def _reopen(self) -> _Lane:
+    async def _reopen(self) -> Lane:
         """An open lane of the current generation: one caller opens it, the others
         wait for it."""
         opening = self._opening
@@ -315,7 +320,7 @@ class Multiplexer:
         opening.set_result(lane)
         return lane
 
-    async def _open(self) -> _Lane:
+    async def _open(self) -> Lane:
         generation = self._gate.generation
         connection: Any = self._pool.make_connection()  # type: ignore[no-untyped-call]
         try:
@@ -326,7 +331,7 @@ class Multiplexer:
         except BaseException:
             await drop(connection)  # shielded: the opener may be cancelled at exit
             raise
-        return _Lane(connection, generation, connection.socket_timeout, self._watcher)
+        return Lane(connection, generation, connection.socket_timeout, self._watcher)
 
     async def refresh_idle(self, idle_for: float) -> None:
         """PING the lane when idle for ``idle_for`` seconds, so the server's idle

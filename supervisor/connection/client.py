@@ -20,11 +20,14 @@ from typing import Any
 import anyio
 from redis.asyncio import Redis
 from redis.asyncio.client import Pipeline
+from redis.client import NEVER_DECODE
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import ReadOnlyError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from supervisor.connection.autopipeline import Multiplexer, may_pipeline
+from supervisor.connection.cache import ClientCache
+from supervisor.connection.cacheable import CACHEABLE
 from supervisor.connection.commands import READ_ONLY, command_name
 from supervisor.connection.losses import Loss, Reported, Watcher, describe
 from supervisor.connection.pool import NotSent, SupervisedConnectionPool
@@ -63,9 +66,13 @@ class SupervisedRedis(Redis):
         self._mux: Multiplexer | None = None
         self._watcher: Watcher | None = None
         self._retryable = READ_ONLY
+        self._cache: ClientCache | None = None
         if isinstance(pool, SupervisedConnectionPool):
             self._watcher = pool._watcher
             self._retryable = READ_ONLY | pool.idempotent
+            self._cache = pool.cache
+            if self._cache is not None:
+                self.execute_command = self._execute_cached  # type: ignore[method-assign]
 
     async def execute_command(self, *args: Any, **options: Any) -> Any:
         send: Callable[..., Awaitable[Any]]
@@ -93,6 +100,24 @@ class SupervisedRedis(Redis):
             raise
         finally:
             quiet_errors.reset(quiet)
+
+    _uncached = execute_command
+
+    async def _execute_cached(self, *args: Any, **options: Any) -> Any:
+        """``execute_command`` with ``client_cache``: cacheable reads go through the
+        cache (not on a ``client()``, whose connection is the caller's), and what a
+        write changed is dropped from it once the write is answered or failed."""
+        cache = self._cache
+        assert cache is not None
+        name = args[0]
+        if name in CACHEABLE and not self.single_connection_client and NEVER_DECODE not in options:
+            return await cache.read(self, args, options, self._uncached)
+        if name in READ_ONLY:
+            return await self._uncached(*args, **options)
+        try:
+            return await self._uncached(*args, **options)
+        finally:
+            cache.wrote(args)
 
     async def _pipelined(self, *args: Any, **options: Any) -> Any:
         mux = self._mux
@@ -222,6 +247,17 @@ class SupervisedPipeline(Pipeline):
 
     async def _execute(self, raise_on_error: bool) -> list[Any]:
         stack = list(self.command_stack)
+        cache = self._client._cache
+        if cache is None:
+            return await self._send(stack, raise_on_error)
+        try:
+            return await self._send(stack, raise_on_error)
+        finally:
+            for args, _ in stack:
+                if args[0] not in READ_ONLY:
+                    cache.wrote(args)
+
+    async def _send(self, stack: list[Any], raise_on_error: bool) -> list[Any]:
         watching = self.watching
         try:
             return await super().execute(raise_on_error)

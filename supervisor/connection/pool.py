@@ -96,6 +96,8 @@ class SupervisedConnectionPool(ConnectionPool):
         self._woken = 0
         """Waiters woken for a hand-off that have not taken it yet: new commands queue."""
         self._dials = 0
+        self.cache: Any = None
+        """The ``ClientCache`` of every ``SupervisedRedis`` built on this pool, if any."""
         install_quiet()
         super().__init__(**kwargs)
 

@@ -18,6 +18,7 @@ import anyio
 from supervisor.causes import Cause
 from supervisor.events import (
     Alert,
+    CacheFlushed,
     ConnectionLost,
     Event,
     HealthCheckFailed,
@@ -49,6 +50,7 @@ _LOG_AS: dict[type[Any], tuple[str, int]] = {
     TopologyChanged: ("topology_changed", logging.WARNING),
     ServerSampled: ("server_sampled", logging.INFO),
     Alert: ("alert", logging.WARNING),
+    CacheFlushed: ("cache_flushed", logging.INFO),
 }
 _CALM_STATES = (ConnectionState.READY, ConnectionState.CLOSED)
 

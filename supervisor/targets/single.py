@@ -21,9 +21,11 @@ from redis.asyncio.connection import AbstractConnection
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 
-from supervisor.causes import Cause
+from supervisor.causes import Cause, FlushCause
 from supervisor.config import SupervisorConfig
 from supervisor.connection.autopipeline import Multiplexer
+from supervisor.connection.cache import ClientCache
+from supervisor.connection.cachestore import CacheStore
 from supervisor.connection.client import SupervisedRedis
 from supervisor.connection.gate import Admission, Gate
 from supervisor.connection.losses import Loss
@@ -31,8 +33,9 @@ from supervisor.connection.pool import SupervisedConnectionPool, connection_clas
 from supervisor.connection.probe import Probe
 from supervisor.connection.quiet import quiet_task
 from supervisor.connection.schedule import Schedule
+from supervisor.connection.tracking import Tracker
 from supervisor.errors import Unavailable
-from supervisor.events import Resubscribed
+from supervisor.events import CacheFlushed, Resubscribed
 from supervisor.state import ConnectionState
 from supervisor.targets.context import DOWN, Context
 from supervisor.targets.health import HealthRound
@@ -42,7 +45,7 @@ from supervisor.targets.overload import Overload
 from supervisor.targets.prober import Prober
 from supervisor.targets.pubsub import SupervisedPubSub
 from supervisor.targets.sentinel import SentinelWatcher, parse_address
-from supervisor.targets.statistics import SupervisorStatistics
+from supervisor.targets.statistics import CacheStatistics, SupervisorStatistics
 
 __all__ = ("Supervisor", "SupervisorStatistics")
 
@@ -95,6 +98,7 @@ class Supervisor(Observable, AsyncContextManagerMixin):
             max_connections=config.max_connections,
             **kwargs,
         )
+        self._cache = self._pool.cache = self._client_cache() if config.client_cache else None
         self.client: SupervisedRedis = SupervisedRedis(connection_pool=self._pool)
         self._mux = Multiplexer(self._pool) if config.auto_pipeline else None
         self.client._mux = self._mux
@@ -140,6 +144,32 @@ class Supervisor(Observable, AsyncContextManagerMixin):
         self._health = HealthRound(ctx, self._prober, self._overload)
         self._entered = False
 
+    def _client_cache(self) -> ClientCache:
+        config = self.config
+        store = CacheStore(max_entries=config.cache_max_entries, max_bytes=config.cache_max_bytes)
+        tracker = Tracker(
+            self._pool,
+            store,
+            gate=self.gate,
+            watcher=self,
+            max_staleness=config.cache_max_staleness,
+            timeout=config.health_check_timeout,
+            backoff_base=config.backoff_base,
+            backoff_cap=config.backoff_cap,
+            flushed=self._cache_flushed,
+        )
+        return ClientCache(
+            store,
+            tracker,
+            self._pool.get_encoder().encode,  # type: ignore[no-untyped-call]
+            ttl=config.cache_ttl,
+            max_staleness=config.cache_max_staleness,
+            max_waiters=config.max_waiters,
+        )
+
+    def _cache_flushed(self, cause: FlushCause, entries: int, detail: str) -> None:
+        self._publish(CacheFlushed, cause=cause, entries=entries, detail=detail)
+
     # -- what the application reads -------------------------------------------------
 
     @property
@@ -162,6 +192,7 @@ class Supervisor(Observable, AsyncContextManagerMixin):
             subscribers=len(self._hub),
             dropped_events=self._hub.dropped,
             sentinels_watched=self._sentinel.watching if self._sentinel else 0,
+            cache=None if self._cache is None else CacheStatistics.of(self._cache),
         )
 
     def __repr__(self) -> str:
@@ -199,6 +230,8 @@ class Supervisor(Observable, AsyncContextManagerMixin):
                 tg.start_soon(self._run)
                 if self._sentinel is not None and self._locator is not None:
                     tg.start_soon(self._watch_sentinels)
+                if self._cache is not None:
+                    tg.start_soon(self._cache.tracker.run)
                 try:
                     yield self
                 finally:
@@ -221,6 +254,8 @@ class Supervisor(Observable, AsyncContextManagerMixin):
         async with anyio.create_task_group() as tg:
             for handle in list(self._ctx.pubsubs):
                 tg.start_soon(handle.aclose)  # bounded: health_check_timeout, then 1 s
+        if self._cache is not None:
+            self._cache.tracker.close()
         self._hub.close()
         await self._probe.close()  # bounded: 1 s
         if self._mux is not None:

@@ -4,9 +4,46 @@ from __future__ import annotations
 
 from typing import NamedTuple
 
+from supervisor.connection.cache import ClientCache
 from supervisor.state import ConnectionState
 
-__all__ = ("SupervisorStatistics",)
+__all__ = ("CacheStatistics", "SupervisorStatistics")
+
+
+class CacheStatistics(NamedTuple):
+    """The client-side cache's counters (``client_cache``)."""
+
+    hits: int
+    misses: int
+    bypassed: int
+    """Cacheable reads sent to the server because freshness could not be proven."""
+    invalidations: int
+    """Keys invalidated: by the server, or by a write through ``sup.client``."""
+    evictions: int
+    """Entries dropped for the bounds (``cache_max_entries``, ``cache_max_bytes``)."""
+    flushes_by_cause: dict[str, int]
+    """Times every entry was dropped, by ``FlushCause.value``."""
+    entries: int
+    bytes: int
+    """Estimated memory the entries hold."""
+    staleness: float | None
+    """Seconds since the moment up to which the cache is proven complete; None while
+    it is not (nothing is served then)."""
+
+    @classmethod
+    def of(cls, cache: ClientCache) -> CacheStatistics:
+        store = cache.store
+        return cls(
+            hits=store.hits,
+            misses=store.misses,
+            bypassed=cache.bypassed,
+            invalidations=store.invalidations,
+            evictions=store.evictions,
+            flushes_by_cause=dict(store.flushes),
+            entries=len(store),
+            bytes=store.bytes,
+            staleness=cache.staleness(),
+        )
 
 
 class SupervisorStatistics(NamedTuple):
@@ -37,3 +74,5 @@ class SupervisorStatistics(NamedTuple):
     """Events subscribers lost to a full buffer (current subscribers only)."""
     sentinels_watched: int
     """Sentinels whose announcements arrive (0 unless the target is a Sentinel service)."""
+    cache: CacheStatistics | None = None
+    """The client-side cache's counters; None without ``client_cache``."""

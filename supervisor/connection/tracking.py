@@ -1,0 +1,313 @@
+"""``Tracker``: the client-side cache's two connections, and the proof that what it
+holds is fresh.
+
+The cache reads through a connection of its own (the *reader*, multiplexed like
+``auto_pipeline``'s lane) with ``CLIENT TRACKING ON REDIRECT`` to a second one (the
+*stream*), subscribed to ``__redis__:invalidate``. No command of the application
+ever runs on either, so nothing it sends (``CLIENT TRACKING off``, ``RESET``) can
+change what the server tracks for the cache.
+
+The proof: every ``max_staleness / 4`` the tracker sends a PING on the stream and
+``INFO commandstats`` on the reader at one moment ``T``. The server answers each
+after it read it, so after ``T``; and it queued the invalidation of every write it
+had applied by then before that answer, on the same ordered connection. When both
+answers are in, every write acknowledged before ``T`` has been applied to the
+store: ``proven_at = T``. ``INFO commandstats`` also tells a ``SWAPDB``, the one
+change to the data the server sends no invalidation for. The reader's answer also
+proves the reader was alive: the server forgets what a connection tracked when it
+closes, so an entry read on a connection is valid only while it lives.
+
+Whatever breaks (either connection lost or stalled, a new generation after an
+outage or a failover, a null invalidation from ``FLUSHALL``/``FLUSHDB``) flushes
+the store at once, in the callback that saw it, and the proof starts again from
+nothing on new connections.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import math
+import time
+from collections import deque
+from collections.abc import Callable
+from typing import Any
+
+import anyio
+import hiredis
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import InvalidResponse, RedisError, ResponseError
+from redis.exceptions import TimeoutError as RedisTimeoutError
+
+from supervisor.causes import FlushCause
+from supervisor.connection.autopipeline import Lane
+from supervisor.connection.backoff import Backoff
+from supervisor.connection.cachestore import CacheStore
+from supervisor.connection.gate import Gate
+from supervisor.connection.losses import Loss, Watcher, describe
+from supervisor.connection.probe import drop
+from supervisor.connection.quiet import quiet_task
+
+__all__ = ("CHANNEL", "Tracker")
+
+CHANNEL = b"__redis__:invalidate"
+
+Flushed = Callable[[FlushCause, int, str], None]
+
+
+class _Broken(Exception):
+    def __init__(self, cause: FlushCause, detail: str) -> None:
+        super().__init__(detail)
+        self.cause = cause
+
+
+class _Stream(asyncio.Protocol):
+    """The subscribed connection: applies each invalidation to the store as it
+    arrives, and answers the tracker's PINGs in order with them."""
+
+    def __init__(
+        self,
+        connection: Any,
+        store: CacheStore,
+        broken: Callable[[FlushCause, str], None],
+    ) -> None:
+        self.connection = connection
+        self.open = True
+        self._store = store
+        self._broken = broken
+        self._loop = asyncio.get_running_loop()
+        self._pongs: deque[asyncio.Future[None]] = deque()
+        self._reader = hiredis.Reader(protocolError=InvalidResponse, replyError=ResponseError)
+        self._transport: asyncio.Transport = connection._writer.transport
+        self._transport.set_protocol(self)
+
+    def ping(self) -> asyncio.Future[None]:
+        future: asyncio.Future[None] = self._loop.create_future()
+        if not self.open:
+            future.set_exception(RedisConnectionError("the invalidation connection is closed"))
+            return future
+        self._pongs.append(future)
+        self._transport.write(b"*1\r\n$4\r\nPING\r\n")
+        return future
+
+    def data_received(self, data: bytes) -> None:
+        reader = self._reader
+        reader.feed(data)
+        try:
+            while (message := reader.gets()) is not False:
+                self._handle(message)
+        except (InvalidResponse, IndexError, TypeError) as exc:
+            self.fail(FlushCause.STREAM_LOST, f"protocol error on the invalidation stream: {exc}")
+
+    def _handle(self, message: Any) -> None:
+        kind = message[0]
+        if kind == b"message" and message[1] == CHANNEL:
+            keys = message[2]
+            if keys is None:  # FLUSHALL / FLUSHDB, or a full resync of a replica
+                self._broken(FlushCause.SERVER_FLUSH, "the server flushed its data")
+            else:
+                self._store.invalidate(keys)
+        elif kind == b"pong":
+            pong = self._pongs.popleft()
+            if not pong.done():
+                pong.set_result(None)
+        elif kind != b"subscribe":
+            raise InvalidResponse(f"unexpected {kind!r}")
+
+    def eof_received(self) -> bool:
+        return False
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.fail(FlushCause.STREAM_LOST, "the invalidation connection was closed")
+
+    def fail(self, cause: FlushCause, detail: str, *, report: bool = True) -> None:
+        if not self.open:
+            return
+        self.open = False
+        self._transport.abort()
+        self.connection._close()
+        if report:
+            self._broken(cause, detail)
+        error = RedisConnectionError(detail)
+        while self._pongs:
+            pong = self._pongs.popleft()
+            if not pong.done():
+                pong.set_exception(error)
+                pong.exception()
+
+
+def _swapdb_calls(reply: Any) -> int | None:
+    if isinstance(reply, Exception):
+        return None
+    text = reply if isinstance(reply, bytes) else str(reply).encode()
+    at = text.find(b"cmdstat_swapdb:calls=")
+    if at < 0:
+        return 0
+    start = at + len(b"cmdstat_swapdb:calls=")
+    end = text.find(b",", start)
+    return int(text[start:end])
+
+
+class Tracker:
+    """Owns the stream and the reader; ``run()`` is a task of the supervisor's group."""
+
+    def __init__(
+        self,
+        pool: Any,
+        store: CacheStore,
+        *,
+        gate: Gate,
+        watcher: Watcher,
+        max_staleness: float,
+        timeout: float,
+        backoff_base: float,
+        backoff_cap: float,
+        flushed: Flushed,
+    ) -> None:
+        self._pool = pool
+        self._store = store
+        self._gate = gate
+        self._watcher = watcher
+        self.interval = max_staleness / 4
+        self._timeout = timeout
+        self._backoff = Backoff(backoff_base, backoff_cap)
+        self._flushed = flushed
+        self.proven_at = -math.inf
+        """``time.monotonic()`` of the last round that proved the store complete."""
+        self.generation = -1
+        """The gate's generation the connections belong to; -1 while there are none."""
+        self.lane: Lane | None = None
+        self._stream: _Stream | None = None
+        self._swaps: int | None = None
+        self._check: tuple[str, ...] = ("PING",)
+        self.swapdb_seen = True
+        """False when the server refuses ``INFO`` to this user: a ``SWAPDB`` goes unseen."""
+
+    async def run(self) -> None:
+        quiet_task()
+        gate = self._gate
+        while True:
+            # polled: the gate's waiters are commands, each one counted against max_waiters
+            while not gate.is_open:  # noqa: ASYNC110
+                await anyio.sleep(self.interval)
+            try:
+                await self._session()
+            except _Broken as exc:
+                self.broken(exc.cause, str(exc))
+            except (RedisError, OSError) as exc:
+                self.broken(FlushCause.STREAM_LOST, describe(exc))
+            finally:
+                self._close_connections()
+            await anyio.sleep(self._backoff.next_delay())
+
+    def broken(self, cause: FlushCause, detail: str) -> None:
+        """Nothing stored may be served from now on: called from the callbacks that
+        see a fault, before any other task runs."""
+        if cause is FlushCause.SERVER_FLUSH:  # the stream itself stays complete
+            self.flush(cause, detail)
+            return
+        if self.generation < 0:
+            return  # already broken, or never complete
+        self.proven_at = -math.inf
+        self.generation = -1
+        dropped = self._store.flush(cause.value)
+        self._flushed(cause, dropped, detail)
+
+    def flush(self, cause: FlushCause, detail: str) -> None:
+        """The data was emptied (or swapped), the stream stays complete: only the
+        entries go."""
+        dropped = self._store.flush(cause.value)
+        self._flushed(cause, dropped, detail)
+
+    async def _session(self) -> None:
+        gate = self._gate
+        generation = gate.generation
+        with anyio.fail_after(self._timeout * 2):
+            stream, client_id = await self._open_stream()
+            self._stream = stream
+            self.lane = await self._open_reader(client_id, generation)
+        self.generation = generation
+        lane = self.lane
+        while True:
+            await anyio.sleep(self.interval)
+            if gate.generation != generation:
+                raise _Broken(FlushCause.RENEWED, "the supervisor reconnected to its target")
+            sent = time.monotonic()
+            pong = stream.ping()
+            info = lane.submit(lane.connection.pack_command(*self._check))
+            try:
+                with anyio.fail_after(self._timeout):
+                    await pong
+                    reply = await info
+            except TimeoutError:
+                raise _Broken(FlushCause.STALLED, "no answer within health_check_timeout") from None
+            except (RedisConnectionError, RedisTimeoutError) as exc:
+                raise _Broken(FlushCause.READER_LOST, describe(exc)) from exc
+            if self.swapdb_seen:
+                swaps = _swapdb_calls(reply)
+                if swaps != self._swaps:
+                    self._swaps = swaps
+                    self.flush(FlushCause.SWAPDB, "SWAPDB ran on the server")
+            if self.generation == generation:
+                self.proven_at = sent
+                self._backoff.reset()
+
+    async def _open_stream(self) -> tuple[_Stream, int]:
+        pool = self._pool  # RESP2: invalidations come as pub/sub messages, in order with PONGs
+        connection = pool.connection_class(**{**pool.connection_kwargs, "protocol": 2})
+        try:
+            await connection.connect()
+            await connection.send_command("CLIENT", "ID")
+            client_id = int(await connection.read_response())
+            await connection.send_command("SUBSCRIBE", CHANNEL)
+            await connection.read_response()
+        except BaseException:
+            await drop(connection)
+            raise
+        return _Stream(connection, self._store, self._stream_broken), client_id
+
+    async def _open_reader(self, client_id: int, generation: int) -> Lane:
+        connection = self._pool.make_connection()
+        try:
+            await connection.connect()
+            await connection.send_command("CLIENT", "TRACKING", "ON", "REDIRECT", client_id)
+            await connection.read_response()
+            await connection.send_command("INFO", "commandstats")
+            try:
+                self._swaps = _swapdb_calls(await connection.read_response())
+            except ResponseError:
+                self._swaps = None
+            self.swapdb_seen = self._swaps is not None
+        except BaseException:
+            await drop(connection)
+            raise
+        self._check = ("INFO", "commandstats") if self.swapdb_seen else ("PING",)
+        return Lane(
+            connection,
+            generation,
+            connection.socket_timeout,
+            self._watcher,
+            on_close=self._reader_closed,
+        )
+
+    def _stream_broken(self, cause: FlushCause, detail: str) -> None:
+        if cause is FlushCause.STREAM_LOST:
+            self._watcher.connection_lost(Loss(detail, None, command_failed=False))
+        self.broken(cause, detail)
+
+    def _reader_closed(self, error: BaseException) -> None:
+        self.broken(FlushCause.READER_LOST, describe(error))
+
+    def _close_connections(self) -> None:
+        lane, stream, self.lane, self._stream = self.lane, self._stream, None, None
+        if lane is not None:
+            lane.close()
+        if stream is not None:
+            stream.fail(FlushCause.CLOSED, "closed", report=False)
+
+    def close(self) -> None:
+        """At shutdown: nothing is served any more; the sockets close at once."""
+        self.proven_at = -math.inf
+        self.generation = -1
+        with contextlib.suppress(Exception):
+            self._close_connections()

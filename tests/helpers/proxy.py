@@ -36,6 +36,8 @@ class FaultProxy:
         self.held = asyncio.Event()
         self._cut_pattern: re.Pattern[bytes] | None = None
         self._hold_pattern: re.Pattern[bytes] | None = None
+        self._hold_one_pattern: re.Pattern[bytes] | None = None
+        self._held_one: list[asyncio.Event] = []
         self.cut_done = asyncio.Event()
         self._server: asyncio.Server | None = None
         self._tasks: set[asyncio.Task[None]] = set()
@@ -73,6 +75,9 @@ class FaultProxy:
 
     def release_replies(self) -> None:
         self._released.set()
+        for held in self._held_one:
+            held.set()
+        self._held_one.clear()
 
     def hold_requests(self) -> None:
         self._requests_released.clear()
@@ -92,6 +97,12 @@ class FaultProxy:
         self.held.clear()
         self._hold_pattern = _pattern(command)
 
+    def hold_replies_on(self, command: bytes) -> None:
+        """Hold the replies of the one connection that next sends ``command`` (its reply
+        included), while every other connection goes on, until ``release_replies()``."""
+        self.held.clear()
+        self._hold_one_pattern = _pattern(command)
+
     async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         self.accepted += 1
         self._writers.add(writer)
@@ -103,9 +114,15 @@ class FaultProxy:
             return
         self._writers.add(up_writer)
         armed = asyncio.Event()
+        mine = asyncio.Event()
+        mine.set()
         tasks = [
-            asyncio.ensure_future(self._pipe(reader, up_writer, writer, armed, upstream=True)),
-            asyncio.ensure_future(self._pipe(up_reader, writer, writer, armed, upstream=False)),
+            asyncio.ensure_future(
+                self._pipe(reader, up_writer, writer, armed, mine, upstream=True)
+            ),
+            asyncio.ensure_future(
+                self._pipe(up_reader, writer, writer, armed, mine, upstream=False)
+            ),
         ]
         for task in tasks:
             self._tasks.add(task)
@@ -123,6 +140,7 @@ class FaultProxy:
         dst: asyncio.StreamWriter,
         client: asyncio.StreamWriter,
         armed: asyncio.Event,
+        mine: asyncio.Event,
         *,
         upstream: bool,
     ) -> None:
@@ -141,6 +159,14 @@ class FaultProxy:
             elif upstream and self._hold_pattern is not None and self._hold_pattern.search(data):
                 self._hold_pattern = None
                 self._released.clear()
+            elif (
+                upstream
+                and self._hold_one_pattern is not None
+                and self._hold_one_pattern.search(data)
+            ):
+                self._hold_one_pattern = None
+                mine.clear()
+                self._held_one.append(mine)
             elif not upstream and armed.is_set():
                 client.transport.abort()
                 self.cut_done.set()
@@ -148,6 +174,9 @@ class FaultProxy:
             if not upstream and not self._released.is_set():
                 self.held.set()
                 await self._released.wait()
+            if not upstream and not mine.is_set():
+                self.held.set()
+                await mine.wait()
             if upstream and not self._requests_released.is_set():
                 await self._requests_released.wait()
             dst.write(data)

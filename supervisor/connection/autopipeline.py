@@ -54,6 +54,9 @@ __all__ = ("MAX_BATCH_BYTES", "MAX_BATCH_COMMANDS", "Lane", "Multiplexer", "may_
 MAX_BATCH_COMMANDS = 512
 MAX_BATCH_BYTES = 256 * 1024
 
+_PUSH: Any = getattr(hiredis, "PushNotification", ())
+"""hiredis's type for a RESP3 push message (a list)."""
+
 _SERIAL = frozenset(
     {
         *BLOCKING,
@@ -86,9 +89,11 @@ class Lane(asyncio.Protocol):
         timeout: float | None,
         watcher: Watcher,
         on_close: Callable[[BaseException], None] | None = None,
+        on_push: Callable[[list[Any]], None] | None = None,
     ) -> None:
         self.connection = connection
         self._on_close = on_close
+        self._on_push = on_push
         self.watcher = watcher
         self.generation = generation
         self.timeout = timeout
@@ -154,6 +159,10 @@ class Lane(asyncio.Protocol):
         inflight = self._inflight
         try:
             while (reply := reader.gets()) is not False:
+                if type(reply) is _PUSH:  # RESP3: no caller's reply, never one's place in line
+                    if self._on_push is not None:
+                        self._on_push(reply)
+                    continue
                 future = inflight.popleft()
                 if not future.done():
                     future.set_result(reply)

@@ -155,13 +155,13 @@ class ClientCache:
         futures.append(lane.submit(pack(*command)))
         try:
             replies = [await f for f in futures]
-        except _LOST:
+        except BaseException as exc:
+            for future in futures:  # the rest: dropped if not written, discarded if they were
+                if not future.cancel() and not future.cancelled():
+                    future.exception()
             store.end(fetch)
-            return None
-        except BaseException:
-            for future in futures:
-                future.cancel()
-            store.end(fetch)
+            if isinstance(exc, _LOST):
+                return None
             raise
         cap = sent + self.ttl
         expires = [

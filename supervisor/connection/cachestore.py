@@ -29,7 +29,7 @@ in the per-key index (measured with ``tracemalloc`` on CPython 3.11)."""
 
 
 class Fetch:
-    __slots__ = ("epoch", "keys", "spoiled")
+    __slots__ = ("epoch", "keys", "spoiled", "t0")
 
     def __init__(self, keys: Sequence[bytes], epoch: int) -> None:
         self.keys = keys

@@ -243,6 +243,9 @@ class Tracker:
                 raise _Broken(FlushCause.STALLED, "no answer within health_check_timeout") from None
             except (RedisConnectionError, RedisTimeoutError) as exc:
                 raise _Broken(FlushCause.READER_LOST, describe(exc)) from exc
+            finally:
+                if not info.cancel() and not info.cancelled():
+                    info.exception()  # retrieved: the round is over either way
             if self.swapdb_seen:
                 swaps = _swapdb_calls(reply)
                 if swaps != self._swaps:
@@ -288,12 +291,19 @@ class Tracker:
             connection.socket_timeout,
             self._watcher,
             on_close=self._reader_closed,
+            on_push=self._reader_pushed,
         )
 
     def _stream_broken(self, cause: FlushCause, detail: str) -> None:
         if cause is FlushCause.STREAM_LOST:
             self._watcher.connection_lost(Loss(detail, None, command_failed=False))
         self.broken(cause, detail)
+
+    def _reader_pushed(self, push: list[Any]) -> None:
+        """A RESP3 reader hears of its stream's loss (``tracking-redir-broken``) from the
+        server, maybe before the stream's own socket says so."""
+        if push and push[0] in (b"tracking-redir-broken", "tracking-redir-broken"):
+            self.broken(FlushCause.STREAM_LOST, "the server says the invalidation stream is gone")
 
     def _reader_closed(self, error: BaseException) -> None:
         self.broken(FlushCause.READER_LOST, describe(error))

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import json
 import os
-import pathlib
 import time
 
 import anyio
@@ -182,7 +181,7 @@ async def test_staleness_torture(server, supervise, auto_pipeline):
     await writer.aclose()
     admin.close()
     if os.environ.get("SUPERVISOR_TORTURE_REPORT"):
-        pathlib.Path(os.environ["SUPERVISOR_TORTURE_REPORT"]).write_text(json.dumps(result))
+        await anyio.Path(os.environ["SUPERVISOR_TORTURE_REPORT"]).write_text(json.dumps(result))
     assert result["faults"] == [f.name for f in faults], result
     assert result["reads_staler_than_bound"] == 0, result
     assert result["worst_staleness_s"] <= BOUND, result

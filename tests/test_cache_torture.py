@@ -164,7 +164,11 @@ async def test_staleness_torture(server, supervise, auto_pipeline):
         )
         async with sup.subscribe() as events, anyio.create_task_group() as tg:
             tg.start_soon(rec.record, events)
-            torture = Torture(writer, keys=300, readers=8, bound=150.0)
+
+            async def write(name: str, version: int) -> bool:
+                return bool(await writer.set(name, version))
+
+            torture = Torture(write, keys=300, readers=8, bound=150.0)
             started = time.monotonic()
             run = await torture.run(sup.client.get, faults, recovered)
             tg.cancel_scope.cancel()
@@ -188,3 +192,108 @@ async def test_staleness_torture(server, supervise, auto_pipeline):
     assert result["reads"] > 10_000 and result["hits"] > result["reads"] // 3, result
     for cause in ("stream_lost", "reader_lost", "server_flush", "swapdb", "stalled"):
         assert cause in result["flushes"], (cause, result)
+
+
+async def test_staleness_through_failovers():
+    """Sentinel: two planned failovers, then the master SIGKILLed, under the same
+    measure. A write counts as acknowledged once a replica has it (``WAIT``): Redis
+    replicates asynchronously, so a write only the old master had may be lost, to
+    cached and uncached readers alike."""
+    from redis.asyncio.sentinel import Sentinel
+
+    from supervisor import MasterChanged, SupervisorConfig
+    from supervisor.testing.sentinel import SentinelSetup
+
+    setup = SentinelSetup()
+    hosts = [(a.split(":")[0], int(a.split(":")[1])) for a in setup.addresses]
+    sentinel = Sentinel(hosts, socket_timeout=1.0)
+    writer = sentinel.master_for(setup.service, socket_timeout=1.0)
+    rec = Recorder()
+    config = SupervisorConfig(
+        sentinels=tuple(setup.addresses),
+        service_name=setup.service,
+        health_check_interval=0.2,
+        health_check_timeout=0.2,
+        backoff_base=0.05,
+        backoff_cap=0.3,
+        socket_connect_timeout=0.5,
+        command_deadline=20.0,
+        client_cache=True,
+        cache_max_staleness=BOUND,
+    )
+    try:
+        async with Supervisor(config) as sup, sup.subscribe(max_buffer=10_000) as events:
+            sup_ = sup
+
+            async def write(name: str, version: int) -> bool:
+                await writer.set(name, version)
+                return int(await writer.execute_command("WAIT", 1, 500)) >= 1
+
+            async def recovered() -> None:
+                await sup_.wait_for(READY, timeout=30)
+                hits = sup_.statistics().cache.hits  # type: ignore[union-attr]
+                await poll(
+                    lambda: sup_.statistics().cache.hits >= hits + 1000,  # type: ignore[union-attr]
+                    "1000 more cache hits after the fault",
+                    lambda: sup_.statistics().cache,
+                    bound=30,
+                )
+
+            def failover(name: str) -> Fault:
+                async def apply() -> None:
+                    moves = len(rec.of(MasterChanged))
+                    admin = setup.sentinel_admin(0)
+                    try:
+                        for _ in range(300):  # the demoted master must sync before it may rise
+                            try:
+                                admin.execute_command("SENTINEL", "FAILOVER", setup.service)
+                                break
+                            except redis.ResponseError as exc:
+                                if "NOGOODSLAVE" not in str(exc) and "INPROG" not in str(exc):
+                                    raise
+                            await anyio.sleep(0.1)
+                        else:
+                            raise AssertionError("no replica could be promoted for 30 s")
+                    finally:
+                        admin.close()
+                    await poll(
+                        lambda: len(rec.of(MasterChanged)) > moves, "a MasterChanged", bound=30
+                    )
+
+                return Fault(name, apply)
+
+            async def kill() -> None:
+                moves = len(rec.of(MasterChanged))
+                port = sup_.address.rsplit(":", 1)[1]
+                victim = setup.master if setup.master.port == int(port) else setup.replica
+                victim.kill()
+                await poll(lambda: len(rec.of(MasterChanged)) > moves, "a MasterChanged", bound=30)
+
+            faults = [
+                failover("SENTINEL FAILOVER"),
+                failover("SENTINEL FAILOVER back"),
+                Fault("SIGKILL of the master", kill),
+            ]
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(rec.record, events)
+                await sup.wait_for(READY, timeout=10)
+                torture = Torture(write, keys=100, readers=4, bound=150.0)
+                run = await torture.run(sup.client.get, faults, recovered)
+                tg.cancel_scope.cancel()
+            result = measure(run, BOUND)
+            result["flushes"] = sorted(e.cause.value for e in rec.of(CacheFlushed))  # type: ignore[attr-defined]
+            result["hits"] = sup.statistics().cache.hits  # type: ignore[union-attr]
+    finally:
+        await writer.aclose()
+        for client in sentinel.sentinels:
+            await client.aclose()
+        setup.close()
+    if os.environ.get("SUPERVISOR_TORTURE_REPORT"):
+        await anyio.Path(os.environ["SUPERVISOR_TORTURE_REPORT"] + ".sentinel").write_text(
+            json.dumps(result)
+        )
+    assert result["faults"] == [f.name for f in faults], result
+    assert result["reads_staler_than_bound"] == 0, result
+    assert result["worst_staleness_s"] <= BOUND, result
+    assert result["writes"] > 100 and result["hits"] > 3000, result
+    assert "renewed" in result["flushes"] or "stream_lost" in result["flushes"], result

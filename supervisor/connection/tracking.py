@@ -180,6 +180,10 @@ class Tracker:
         self._stream: _Stream | None = None
         self._swaps: int | None = None
         self._check: tuple[str, ...] = ("PING",)
+        self.ready = False
+        """The supervisor finds its target answering (READY or OVERLOADED): while it does
+        not (a failover under way, a stall), the proof says nothing of the writes a new
+        primary may be acknowledging."""
         self.swapdb_seen = True
         """False when the server refuses ``INFO`` to this user: a ``SWAPDB`` goes unseen."""
 
@@ -199,6 +203,13 @@ class Tracker:
             finally:
                 self._close_connections()
             await anyio.sleep(self._backoff.next_delay())
+
+    def target_ready(self, ready: bool) -> None:
+        """The supervisor's state changed: nothing is served while it is not ready,
+        until a round sent once it is again."""
+        self.ready = ready
+        if not ready:
+            self.proven_at = -math.inf
 
     def broken(self, cause: FlushCause, detail: str) -> None:
         """Nothing stored may be served from now on: called from the callbacks that
@@ -233,6 +244,7 @@ class Tracker:
             if gate.generation != generation:
                 raise _Broken(FlushCause.RENEWED, "the supervisor reconnected to its target")
             sent = time.monotonic()
+            ready = self.ready
             pong = stream.ping()
             info = lane.submit(lane.connection.pack_command(*self._check))
             try:
@@ -251,7 +263,7 @@ class Tracker:
                 if swaps != self._swaps:
                     self._swaps = swaps
                     self.flush(FlushCause.SWAPDB, "SWAPDB ran on the server")
-            if self.generation == generation:
+            if self.generation == generation and ready and self.ready:
                 self.proven_at = sent
                 self._backoff.reset()
 

@@ -47,6 +47,8 @@ from supervisor.targets.pubsub import SupervisedPubSub
 from supervisor.targets.sentinel import SentinelWatcher, parse_address
 from supervisor.targets.statistics import CacheStatistics, SupervisorStatistics
 
+_ANSWERING = (ConnectionState.READY, ConnectionState.OVERLOADED)
+
 __all__ = ("Supervisor", "SupervisorStatistics")
 
 
@@ -308,6 +310,8 @@ class Supervisor(Observable, AsyncContextManagerMixin):
             return
         ctx = self._ctx
         ctx.situation = None
+        if self._cache is not None:
+            self._cache.tracker.target_ready(new in _ANSWERING)
         if new is ConnectionState.READY and previous is ConnectionState.RECONNECTING:
             ctx.outages_by_cause[(cause or was or Cause.NETWORK).value] += 1
         if new is ConnectionState.READY:

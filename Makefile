@@ -92,6 +92,7 @@ bench: install redis-server
 	$(PY) bench/recovery.py
 	$(PY) bench/pressure.py
 	$(PY) bench/scale.py
+	$(PY) bench/cache.py
 
 # config/grafana/supervisor.json from its builder (a test keeps them in sync)
 dashboard: install

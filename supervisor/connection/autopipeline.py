@@ -128,6 +128,25 @@ class Lane(asyncio.Protocol):
             self._loop.call_soon(self._flush)
         return future
 
+    def submit_all(self, commands: list[list[bytes]]) -> list[asyncio.Future[Any]]:
+        """Queue commands to go out together, in order. On an idle lane they are
+        written at once: nobody else's command could join them in the next tick."""
+        loop = self._loop
+        futures: list[asyncio.Future[Any]] = []
+        queue = self._queue
+        for packed in commands:
+            future = loop.create_future()
+            queue.append((packed, sum(map(len, packed)), future))
+            futures.append(future)
+        if self._flush_pending or self._paused:
+            return futures
+        if not self._inflight and len(queue) == len(commands):
+            self._flush()
+        else:
+            self._flush_pending = True
+            loop.call_soon(self._flush)
+        return futures
+
     def _flush(self) -> None:
         self._flush_pending = False
         if not self.open or self._paused:

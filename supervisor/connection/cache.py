@@ -91,7 +91,12 @@ class ClientCache:
             store.hits += 1
             return self._answer(client, args, options, reply)
         store.misses += 1
-        keys = [self._encode(k) for k in keys_read(args[0], args)]
+        encode = self._encode
+        keys = (
+            [encode(k) for k in keys_read(args[0], args)]
+            if args[0] == "EXISTS"
+            else [encode(args[1])]
+        )
         fetched = await self._fetch(keys, args)
         if fetched is None:
             return await send(*args, **options)
@@ -151,8 +156,7 @@ class ClientCache:
         fetch = store.begin(keys)
         pack = lane.connection.pack_command
         sent = time.monotonic()
-        futures = [lane.submit(pack("PTTL", k)) for k in keys]
-        futures.append(lane.submit(pack(*command)))
+        futures = lane.submit_all([*(pack("PTTL", k) for k in keys), pack(*command)])
         try:
             replies = [await f for f in futures]
         except BaseException as exc:

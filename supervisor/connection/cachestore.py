@@ -23,9 +23,10 @@ MISSING: Final = object()
 
 Ident = tuple[Any, ...]
 
-_ENTRY_OVERHEAD = 240
-"""Bytes an entry costs beyond its reply: its record, its place in the LRU order and
-in the per-key index (measured with ``tracemalloc`` on CPython 3.11)."""
+_ENTRY_OVERHEAD = 420
+"""Bytes an entry costs beyond its reply and its keys: its record, the command it
+answers, its place in the LRU order and in the per-key index, its expiry (measured
+with ``tracemalloc`` on CPython 3.11: ``bench/cache.py``)."""
 
 
 class Fetch:
@@ -61,7 +62,8 @@ class CacheStore:
         self.max_entries = max_entries
         self.max_bytes = max_bytes
         self._entries: OrderedDict[Ident, _Entry] = OrderedDict()
-        self._by_key: dict[bytes, set[Ident]] = {}
+        self._by_key: dict[bytes, Ident | set[Ident]] = {}
+        """The entries filed under each key: one ident, or a set when several."""
         self._pending: dict[bytes, list[Fetch]] = {}
         self.bytes = 0
         self.epoch = 0
@@ -115,7 +117,7 @@ class CacheStore:
         """Store ``reply`` unless an invalidation or a flush came after ``fetch`` began."""
         if fetch.spoiled or fetch.epoch != self.epoch:
             return False
-        size = _ENTRY_OVERHEAD + estimate(reply) + sum(map(len, keys))
+        size = _ENTRY_OVERHEAD + estimate(reply) + 2 * sum(map(len, keys))
         if size > self.max_bytes:
             return False
         if ident in self._entries:
@@ -124,11 +126,13 @@ class CacheStore:
         self.bytes += size
         by_key = self._by_key
         for key in keys:
-            idents = by_key.get(key)
-            if idents is None:
-                by_key[key] = {ident}
-            else:
-                idents.add(ident)
+            filed = by_key.get(key)
+            if filed is None:
+                by_key[key] = ident
+            elif isinstance(filed, set):
+                filed.add(ident)
+            elif filed != ident:
+                by_key[key] = {filed, ident}
         while len(self._entries) > self.max_entries or self.bytes > self.max_bytes:
             oldest = next(iter(self._entries))
             self._remove(oldest)
@@ -142,10 +146,11 @@ class CacheStore:
             self.invalidations += 1
             for fetch in pending.get(key, ()):
                 fetch.spoiled = True
-            idents = by_key.get(key)
-            if idents:
-                for ident in list(idents):
-                    self._remove(ident)
+            filed = by_key.get(key)
+            if filed is None:
+                continue
+            for ident in list(filed) if isinstance(filed, set) else (filed,):
+                self._remove(ident)
 
     def flush(self, cause: str) -> int:
         """Drop every entry and spoil every read in flight; return how many entries went."""
@@ -162,8 +167,16 @@ class CacheStore:
         self.bytes -= entry.size
         by_key = self._by_key
         for key in entry.keys:
-            idents = by_key.get(key)
-            if idents is not None:
-                idents.discard(ident)
-                if not idents:
+            filed = by_key.get(key)
+            if filed is None:
+                continue
+            if not isinstance(filed, set):
+                if filed == ident:
+                    del by_key[key]
+                continue
+            filed.discard(ident)
+            if len(filed) <= 1:
+                if filed:
+                    by_key[key] = next(iter(filed))
+                else:
                     del by_key[key]

@@ -2,6 +2,6 @@
 
 from __future__ import annotations
 
-from supervisor.integrations.otel import CLOSE_REASON, TARGET, instrument
+from supervisor.integrations.otel import CLOSE_REASON, FLUSH_CAUSE, TARGET, instrument
 
-__all__ = ("CLOSE_REASON", "TARGET", "instrument")
+__all__ = ("CLOSE_REASON", "FLUSH_CAUSE", "TARGET", "instrument")

@@ -322,3 +322,51 @@ async def test_nothing_is_left_running(server, supervise):
         lambda: admin.client_list(),
     )
     admin.close()
+
+
+async def test_the_caches_counters_in_otel_and_prometheus(server, supervise):
+    """A real MeterProvider and a real scrape: hits, misses, flushes by cause (every
+    cause from 0), entries, bytes and the proven staleness."""
+    from opentelemetry.sdk.metrics import MeterProvider
+    from opentelemetry.sdk.metrics.export import InMemoryMetricReader
+    from prometheus_client.parser import text_string_to_metric_families
+
+    from supervisor.integrations.prometheus import Metrics
+    from supervisor.otel import FLUSH_CAUSE, instrument
+    from tests.test_otel import points
+
+    reader = InMemoryMetricReader()
+    admin = server.admin()
+    admin.set("c", "1")
+    async with supervise(server.url, **CACHE) as sup:
+        instrument(sup, meter_provider=MeterProvider(metric_readers=[reader]))
+        await proven(sup)
+        assert await sup.client.get("c") == b"1"
+        assert await sup.client.get("c") == b"1"
+        async with sup.subscribe() as events:
+            admin.flushall()
+            await until(events, lambda e: isinstance(e, CacheFlushed))
+        seen = points(reader)
+        [hits] = seen["redis.supervisor.cache.hits"].values()
+        [misses] = seen["redis.supervisor.cache.misses"].values()
+        assert (hits, misses) == (1, 1)
+        flushes = {
+            dict(a)[FLUSH_CAUSE]: v for a, v in seen["redis.supervisor.cache.flushes"].items()
+        }
+        assert flushes == {c.value: int(c is FlushCause.SERVER_FLUSH) for c in FlushCause}
+        assert set(seen) >= {
+            "redis.supervisor.cache.entries",
+            "redis.supervisor.cache.size",
+            "redis.supervisor.cache.staleness",
+        }
+        text = Metrics({"main": sup}).render().decode()
+        families = {f.name: f for f in text_string_to_metric_families(text)}
+        assert families["supervisor_cache_hits"].type == "counter"
+        [hit] = families["supervisor_cache_hits"].samples
+        assert hit.name == "supervisor_cache_hits_total" and hit.value == 1
+        by_cause = {
+            s.labels["cause"]: s.value for s in families["supervisor_cache_flushes"].samples
+        }
+        assert by_cause == {c.value: float(c is FlushCause.SERVER_FLUSH) for c in FlushCause}
+        assert families["supervisor_cache_size_bytes"].type == "gauge"
+    admin.close()

@@ -490,14 +490,16 @@ def test_metrics_follow_prometheus_conventions_and_count_a_restart_as_one(server
     config = tmp_path / "service.toml"
     config.write_text(
         f'[http]\nport = {port}\n[monitor]\ninterval = 0.2\n[targets.main]\nurl = "{server.url}"\n'
-        "health_check_interval = 0.2\nhealth_check_timeout = 0.2\n"
+        "health_check_interval = 0.2\nhealth_check_timeout = 0.2\nclient_cache = true\n"
     )
     main = (("target", "main"),)
     with python_m("run", "--config", str(config)) as child:
         wait_http(port, "/health", 200)
         deadline = time.monotonic() + BOUND
-        while "redis_config_maxclients" not in (first := _scrape(port)):
-            assert time.monotonic() < deadline, "the monitor never sampled the server"
+        while not {"redis_config_maxclients", "supervisor_cache_staleness_seconds"} <= set(
+            first := _scrape(port)
+        ):
+            assert time.monotonic() < deadline, "no sample of the server, or no proven cache"
             time.sleep(0.05)
         expected = set(METRICS) - {"supervisor_node_up"}  # cluster targets only
         assert set(first) == expected, set(first) ^ expected
@@ -505,6 +507,8 @@ def test_metrics_follow_prometheus_conventions_and_count_a_restart_as_one(server
             kind = METRICS[name][0]
             assert first[name][0] == kind, (name, first[name][0])
             assert kind != "counter" or name.endswith("_total"), name
+        flushes = first["supervisor_cache_flushes_total"][1]
+        assert flushes[(("cause", "stream_lost"), *main)] == 0.0, flushes
         outages = first["supervisor_outages_total"][1]
         assert outages[(("cause", "server_restart"), *main)] == 0.0
         assert outages[(("cause", "network"), *main)] == 0.0

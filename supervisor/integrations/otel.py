@@ -33,17 +33,25 @@ from opentelemetry.semconv.attributes.server_attributes import SERVER_ADDRESS, S
 from redis.observability.attributes import get_pool_name
 
 from supervisor._version import __version__
-from supervisor.causes import Cause
+from supervisor.causes import Cause, FlushCause
 from supervisor.state import ConnectionState
 
-__all__ = ("CLOSE_REASON", "TARGET", "instrument")
+__all__ = ("CLOSE_REASON", "FLUSH_CAUSE", "TARGET", "instrument")
 
 TARGET = "redis.supervisor.target"
 """The target's name (``host:port/db``, never credentials) on every point."""
 CLOSE_REASON = "redis.client.connection.close.reason"
 """redis-py's, go-redis's and node-redis's attribute for why a connection closed."""
 CAUSE = "redis.supervisor.cause"
+FLUSH_CAUSE = "redis.supervisor.cache.flush.cause"
 _CAUSES = [c.value for c in Cause]
+_CACHE_COUNTERS = (
+    ("hits", "{read}", "Cacheable reads answered from the client-side cache"),
+    ("misses", "{read}", "Cacheable reads the cache sent to the server, to store"),
+    ("bypassed", "{read}", "Cacheable reads sent to the server while freshness was unproven"),
+    ("invalidations", "{key}", "Keys invalidated, by the server or a write through sup.client"),
+    ("evictions", "{entry}", "Entries dropped for cache_max_entries or cache_max_bytes"),
+)
 
 
 def instrument(sup: Any, *, meter_provider: MeterProvider | None = None) -> None:
@@ -140,6 +148,8 @@ def instrument(sup: Any, *, meter_provider: MeterProvider | None = None) -> None
         unit="{event}",
         description="Events the current subscribers lost to a full buffer",
     )
+    if getattr(sup.config, "client_cache", False):
+        _instrument_cache(sup, meter, attributes)
     probe = getattr(sup, "_probe", None)
     if probe is not None:
         duration = meter.create_histogram(
@@ -148,6 +158,50 @@ def instrument(sup: Any, *, meter_provider: MeterProvider | None = None) -> None
             description="Round trip of each health check (PING, or INFO on a fresh connection)",
         )
         probe.on_round_trip = lambda seconds: duration.record(seconds, attributes())
+
+
+def _instrument_cache(sup: Any, meter: Any, attributes: Any) -> None:
+    def field(name: str) -> Any:
+        def observe(_: CallbackOptions) -> Iterable[Observation]:
+            cache = sup.statistics().cache
+            if cache is not None:
+                value = getattr(cache, name)
+                if value is not None:
+                    yield Observation(value, attributes())
+
+        return observe
+
+    def flushes(_: CallbackOptions) -> Iterable[Observation]:
+        cache = sup.statistics().cache
+        if cache is not None:
+            base = attributes()
+            for cause in FlushCause:
+                yield Observation(
+                    cache.flushes_by_cause.get(cause.value, 0), {**base, FLUSH_CAUSE: cause.value}
+                )
+
+    for name, unit, description in _CACHE_COUNTERS:
+        meter.create_observable_counter(
+            f"redis.supervisor.cache.{name}", [field(name)], unit=unit, description=description
+        )
+    meter.create_observable_counter(
+        "redis.supervisor.cache.flushes",
+        [flushes],
+        unit="{flush}",
+        description="Times the client-side cache dropped every entry, by cause",
+    )
+    meter.create_observable_up_down_counter(
+        "redis.supervisor.cache.entries", [field("entries")], unit="{entry}",
+        description="Entries in the client-side cache",
+    )  # fmt: skip
+    meter.create_observable_up_down_counter(
+        "redis.supervisor.cache.size", [field("bytes")], unit="By",
+        description="Memory the client-side cache's entries hold (estimated)",
+    )  # fmt: skip
+    meter.create_observable_gauge(
+        "redis.supervisor.cache.staleness", [field("staleness")], unit="s",
+        description="Seconds since the moment up to which the cache is proven complete",
+    )  # fmt: skip
 
 
 def _server(sup: Any) -> dict[str, Any]:

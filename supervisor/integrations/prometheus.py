@@ -17,7 +17,7 @@ from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
-from supervisor.causes import Cause
+from supervisor.causes import Cause, FlushCause
 from supervisor.state import ConnectionState
 from supervisor.targets.cluster import ClusterSupervisor
 from supervisor.targets.single import Supervisor
@@ -25,6 +25,43 @@ from supervisor.targets.single import Supervisor
 __all__ = ("METRICS", "Metrics", "Sampler")
 
 _CAUSES = [c.value for c in Cause]
+
+_CACHE = (
+    # field of CacheStatistics, kind, name, help
+    ("hits", "counter", "supervisor_cache_hits", "Cacheable reads answered from the cache"),
+    (
+        "misses",
+        "counter",
+        "supervisor_cache_misses",
+        "Cacheable reads sent to the server, to store",
+    ),
+    (
+        "bypassed",
+        "counter",
+        "supervisor_cache_bypassed",
+        "Cacheable reads sent to the server while freshness was unproven",
+    ),
+    (
+        "invalidations",
+        "counter",
+        "supervisor_cache_invalidations",
+        "Keys invalidated, by the server or a write through sup.client",
+    ),
+    (
+        "evictions",
+        "counter",
+        "supervisor_cache_evictions",
+        "Entries dropped for cache_max_entries or cache_max_bytes",
+    ),
+    ("entries", "gauge", "supervisor_cache_entries", "Entries in the client-side cache"),
+    ("bytes", "gauge", "supervisor_cache_size_bytes", "Memory the entries hold (estimated)"),
+    (
+        "staleness",
+        "gauge",
+        "supervisor_cache_staleness_seconds",
+        "Seconds since the moment up to which the cache is proven complete (absent: unproven)",
+    ),
+)
 
 _SERVER = (
     # field of the sample, kind, name, help; redis_exporter's names where it has the fact
@@ -72,6 +109,15 @@ METRICS: dict[str, tuple[str, str, str]] = {
     "supervisor_outages_total": ("counter", "", "target, cause"),
     "supervisor_connection_losses_total": ("counter", "", "target, cause"),
     "supervisor_reconnect_attempts_total": ("counter", "", "target, cause"),
+    **{
+        name + ("_total" if kind == "counter" else ""): (
+            kind,
+            "s" if name.endswith("_seconds") else "bytes" if name.endswith("_bytes") else "",
+            "target",
+        )
+        for _, kind, name, _ in _CACHE
+    },
+    "supervisor_cache_flushes_total": ("counter", "", "target, cause"),
     **{
         name + ("_total" if kind == "counter" else ""): (
             kind,
@@ -150,7 +196,29 @@ class Metrics(Collector):
                 for address, node in sup.nodes.items():
                     nodes.add_metric([name, address, node.role], 1.0 if node.up else 0.0)
         yield from (state, latency, waiting, generations, outages, losses, attempts, nodes)
+        yield from self._cache_metrics()
         yield from self._server_metrics()
+
+    def _cache_metrics(self) -> Iterator[Metric]:
+        """Only targets with ``client_cache`` have these; each counter from 0."""
+        caches = [(n, s.statistics().cache) for n, s in self._supervisors.items()]
+        present = [(n, c) for n, c in caches if c is not None]
+        for field, kind, metric, doc in _CACHE:
+            family: Any = (CounterMetricFamily if kind == "counter" else GaugeMetricFamily)(
+                metric, doc, labels=["target"]
+            )
+            for name, cache in present:
+                value = getattr(cache, field)
+                if value is not None:
+                    family.add_metric([name], float(value))
+            yield family
+        flushes = _by_cause(
+            "supervisor_cache_flushes", "Times the client-side cache dropped every entry, by cause"
+        )
+        for name, cache in present:
+            for cause in FlushCause:
+                flushes.add_metric([name, cause.value], cache.flushes_by_cause.get(cause.value, 0))
+        yield flushes
 
     def _server_metrics(self) -> Iterator[Metric]:
         for field, kind, metric, doc in _SERVER:

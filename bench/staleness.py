@@ -27,7 +27,7 @@ import subprocess
 import sys
 import urllib.request
 import zipfile
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -37,15 +37,14 @@ import redis
 import redis.asyncio
 from redis.cache import CacheConfig
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from supervisor import ConnectionState, Supervisor, SupervisorConfig
 from supervisor.testing.servers import BinaryServer
 from tests.helpers.torture import Fault, Torture, measure
 
 BOUND = 0.1
-CACHE = ROOT / ".cache" / "redis74"
+CACHE = Path(__file__).resolve().parents[1] / ".cache" / "redis74"
 LIBSSL = "http://deb.debian.org/debian/pool/main/o/openssl/libssl1.1_1.1.1w-0+deb11u1_amd64.deb"
 
 
@@ -169,6 +168,7 @@ async def run_redis_py(binary: str, skip: str = "") -> dict[str, Any]:
     cached = redis.Redis.from_url(
         server.url, protocol=3, cache_config=CacheConfig(max_size=100_000), socket_timeout=5
     )
+    stuck = False
     try:
         pool = cached.connection_pool
         held = [pool.get_connection() for _ in range(24)]  # as after a burst of 24
@@ -176,32 +176,46 @@ async def run_redis_py(binary: str, skip: str = "") -> dict[str, Any]:
             pool.release(connection)
         limiter = anyio.CapacityLimiter(8)
 
-        async def get(name: str) -> Any:
-            return await anyio.to_thread.run_sync(cached.get, name, limiter=limiter)
+        async def get(name: str) -> Any:  # abandoned, not awaited, if the run is cut short
+            return await anyio.to_thread.run_sync(
+                cached.get, name, limiter=limiter, abandon_on_cancel=True
+            )
 
         async def app_command(*args: object) -> Any:
-            return await anyio.to_thread.run_sync(cached.execute_command, *args)
+            return await anyio.to_thread.run_sync(
+                cached.execute_command, *args, abandon_on_cancel=True
+            )
 
         async def write(name: str, version: int) -> bool:
             return bool(await writer.set(name, version))
 
-        run = await Torture(write, keys=300, readers=8, bound=300).run(
-            get,
-            [f for f in faults_for(server, admin, app_command) if not skip or skip not in f.name],
-            lambda: settle(1.0),
-        )
-        result = measure(run, BOUND)
-        cache = cached.get_cache()
-        result["entries_at_end"] = cache.size if cache is not None else None
+        torture = Torture(write, keys=300, readers=8, bound=120)
+        try:
+            await torture.run(
+                get,
+                [
+                    f
+                    for f in faults_for(server, admin, app_command)
+                    if not skip or skip not in f.name
+                ],
+                lambda: settle(1.0),
+            )
+        except TimeoutError:
+            stuck = True  # threads that never return: redis-py's locks (see README)
+        else:
+            stuck = False
+        result = measure(torture.run_, BOUND)
+        result["stuck"] = stuck
     finally:
         await writer.aclose()
-        cached.close()
+        if not stuck:
+            cached.close()
         admin.close()
         server.close()
     return result
 
 
-def main() -> int:
+def main() -> None:
     binary = os.environ.get("SUPERVISOR_REDIS74") or redis74()
     results = {
         "supervisor client_cache": asyncio.run(run_supervisor(binary)),
@@ -210,17 +224,19 @@ def main() -> int:
         "redis-py, no TRACKING off": asyncio.run(run_redis_py(binary, "TRACKING")),
     }
     keys = ("reads", "writes", "stale_reads", "reads_staler_than_bound", "worst_staleness_s",
-            "errors")  # fmt: skip
+            "errors", "faults")  # fmt: skip
     print(f"{'':28}" + "".join(f"{k:>26}" for k in keys))
     for name, result in results.items():
-        print(f"{name:28}" + "".join(f"{result[k]!s:>26}" for k in keys))
+        row = {**result, "faults": len(result["faults"])}
+        stuck = " (its reader threads deadlocked: run cut short)" if result.get("stuck") else ""
+        print(f"{name:28}" + "".join(f"{row[k]!s:>26}" for k in keys) + stuck)
     for name, result in results.items():
         print(f"{name}: worst by fault {json.dumps(result['worst_by_fault'])}")
-        print(
-            f"{name}: reads staler than {BOUND} s by fault {json.dumps(result['over_bound_by_fault'])}"
-        )
-    return 0
+        over = json.dumps(result["over_bound_by_fault"])
+        print(f"{name}: reads staler than {BOUND} s by fault {over}")
+    sys.stdout.flush()
+    os._exit(0)  # threads stuck in redis-py's locks cannot be joined
 
 
 if __name__ == "__main__":
-    raise SystemExit(main())
+    main()

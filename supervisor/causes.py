@@ -26,7 +26,7 @@ class FlushCause(enum.Enum):
     RENEWED = "renewed"
     """The supervisor reconnected after an outage (a restart, a failover)."""
     SERVER_FLUSH = "server_flush"
-    """The server said every key changed: ``FLUSHALL``, ``FLUSHDB``, a replica's full sync."""
+    """The server said every key changed (a null invalidation): ``FLUSHALL``, ``FLUSHDB``."""
     SWAPDB = "swapdb"
     """``SWAPDB`` ran on the server (it sends no invalidation)."""
     LOCAL_FLUSH = "local_flush"

@@ -18,7 +18,7 @@ proves the reader was alive: the server forgets what a connection tracked when i
 closes, so an entry read on a connection is valid only while it lives.
 
 Whatever breaks (either connection lost or stalled, a new generation after an
-outage or a failover, a null invalidation from ``FLUSHALL``/``FLUSHDB``) flushes
+outage or a failover, a null invalidation from ``FLUSHALL``/``FLUSHDB``) empties
 the store at once, in the callback that saw it, and the proof starts again from
 nothing on new connections.
 """
@@ -40,10 +40,10 @@ from redis.exceptions import InvalidResponse, RedisError, ResponseError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from supervisor.causes import FlushCause
-from supervisor.connection.autopipeline import Lane
 from supervisor.connection.backoff import Backoff
 from supervisor.connection.cachestore import CacheStore
 from supervisor.connection.gate import Gate
+from supervisor.connection.lane import Lane
 from supervisor.connection.losses import Loss, Watcher, describe
 from supervisor.connection.probe import drop
 from supervisor.connection.quiet import quiet_task
@@ -103,7 +103,7 @@ class _Stream(asyncio.Protocol):
         kind = message[0]
         if kind == b"message" and message[1] == CHANNEL:
             keys = message[2]
-            if keys is None:  # FLUSHALL / FLUSHDB, or a full resync of a replica
+            if keys is None:  # FLUSHALL / FLUSHDB
                 self._broken(FlushCause.SERVER_FLUSH, "the server flushed its data")
             else:
                 self._store.invalidate(keys)

@@ -31,8 +31,6 @@ class FlushCause(enum.Enum):
     """``SWAPDB`` ran on the server (it sends no invalidation)."""
     LOCAL_FLUSH = "local_flush"
     """``FLUSHALL``, ``FLUSHDB`` or ``SWAPDB`` through ``sup.client``."""
-    CLOSED = "closed"
-    """The supervisor stopped."""
 
 
 class Cause(enum.Enum):

@@ -18,9 +18,11 @@ proves the reader was alive: the server forgets what a connection tracked when i
 closes, so an entry read on a connection is valid only while it lives.
 
 Whatever breaks (either connection lost or stalled, a new generation after an
-outage or a failover, a null invalidation from ``FLUSHALL``/``FLUSHDB``) empties
-the store at once, in the callback that saw it, and the proof starts again from
-nothing on new connections.
+outage or a failover) empties the store at once, in the callback that saw it, and
+the proof starts again from nothing on new connections. A null invalidation
+(``FLUSHALL``, ``FLUSHDB``) or a ``SWAPDB`` empties it too, and the proof stands.
+While the supervisor finds its target not answering (``target_ready``), nothing is
+proven: a failover may be under way.
 """
 
 from __future__ import annotations
@@ -36,7 +38,7 @@ from typing import Any
 import anyio
 import hiredis
 from redis.exceptions import ConnectionError as RedisConnectionError
-from redis.exceptions import InvalidResponse, RedisError, ResponseError
+from redis.exceptions import InvalidResponse, ResponseError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from supervisor.causes import FlushCause
@@ -160,6 +162,7 @@ class Tracker:
         watcher: Watcher,
         max_staleness: float,
         timeout: float,
+        open_timeout: float,
         backoff_base: float,
         backoff_cap: float,
         flushed: Flushed,
@@ -170,6 +173,7 @@ class Tracker:
         self._watcher = watcher
         self.interval = max_staleness / 4
         self._timeout = timeout
+        self._open_timeout = open_timeout
         self._backoff = Backoff(backoff_base, backoff_cap)
         self._flushed = flushed
         self.proven_at = -math.inf
@@ -189,16 +193,17 @@ class Tracker:
 
     async def run(self) -> None:
         quiet_task()
-        gate = self._gate
+        gate, pool = self._gate, self._pool
         while True:
-            # polled: the gate's waiters are commands, each one counted against max_waiters
-            while not gate.is_open:  # noqa: ASYNC110
+            # polled: the gate's waiters are commands, each one counted against max_waiters;
+            # and while the server turns new connections away, the cache does not dial
+            while not gate.is_open or not pool.dialing:  # noqa: ASYNC110
                 await anyio.sleep(self.interval)
             try:
                 await self._session()
             except _Broken as exc:
                 self.broken(exc.cause, str(exc))
-            except (RedisError, OSError) as exc:
+            except Exception as exc:  # whatever it was, the supervisor goes on; the cache waits
                 self.broken(FlushCause.STREAM_LOST, describe(exc))
             finally:
                 self._close_connections()
@@ -233,7 +238,7 @@ class Tracker:
     async def _session(self) -> None:
         gate = self._gate
         generation = gate.generation
-        with anyio.fail_after(self._timeout * 2):
+        with anyio.fail_after(self._open_timeout):
             stream, client_id = await self._open_stream()
             self._stream = stream
             self.lane = await self._open_reader(client_id, generation)
@@ -325,7 +330,7 @@ class Tracker:
         if lane is not None:
             lane.close()
         if stream is not None:
-            stream.fail(FlushCause.CLOSED, "closed", report=False)
+            stream.fail(FlushCause.STREAM_LOST, "closed by the supervisor", report=False)
 
     def close(self) -> None:
         """At shutdown: nothing is served any more; the sockets close at once."""

@@ -156,6 +156,7 @@ class Supervisor(Observable, AsyncContextManagerMixin):
             watcher=self,
             max_staleness=config.cache_max_staleness,
             timeout=config.health_check_timeout,
+            open_timeout=config.socket_connect_timeout + 2 * config.health_check_timeout,
             backoff_base=config.backoff_base,
             backoff_cap=config.backoff_cap,
             flushed=self._cache_flushed,

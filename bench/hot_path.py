@@ -82,10 +82,13 @@ async def glide_client(url: str) -> Any:
     return await GlideClient.create(config)
 
 
-async def measure(url: str, rounds: int, ops: int) -> list[Row]:
-    raw = redis.asyncio.Redis.from_url(url)
-    pooled = SupervisorConfig(url=url)
-    piped = SupervisorConfig(url=url, auto_pipeline=True)
+async def measure(url: str, rounds: int, ops: int, protocol: int | None = None) -> list[Row]:
+    """``protocol``: unset, redis-py 8's default (RESP3 on the wire, its RESP2-shaped
+    replies); 2 or 3 given to every client alike."""
+    options = {} if protocol is None else {"protocol": protocol}
+    raw = redis.asyncio.Redis.from_url(url, **options)
+    pooled = SupervisorConfig(url=url, redis_options=options)
+    piped = SupervisorConfig(url=url, auto_pipeline=True, redis_options=options)
     results: list[Row] = []
     async with Supervisor(pooled) as sup, Supervisor(piped) as auto:
         await sup.wait_for(ConnectionState.READY, timeout=10)
@@ -135,12 +138,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--min-ratio", type=float, default=0.0, help="exit 1 when a ratio is below this"
     )
+    parser.add_argument("--protocol", type=int, choices=(2, 3), help="RESP version of every client")
     args = parser.parse_args(argv)
     if args.url:
-        results = asyncio.run(measure(args.url, args.rounds, args.ops))
+        results = asyncio.run(measure(args.url, args.rounds, args.ops, args.protocol))
     else:
         with own_server() as url:
-            results = asyncio.run(measure(url, args.rounds, args.ops))
+            results = asyncio.run(measure(url, args.rounds, args.ops, args.protocol))
     print(f"{'tasks':>5}  {'client':<26} {'ops/s':>8} {'x raw':>6} {'p99 ms':>7} {'cpu us/op':>9}")
     for tasks, name, rate, ratio, p99, cpu in results:
         print(f"{tasks:>5}  {name:<26} {rate:>8.0f} {ratio:>6.2f} {p99:>7.2f} {cpu:>9.1f}")

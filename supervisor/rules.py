@@ -9,8 +9,6 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from redis.asyncio.connection import parse_url
-
 from supervisor.errors import ConfigError
 from supervisor.options import MAX_SECONDS, MIN_SECONDS, check_redis_options
 
@@ -106,12 +104,6 @@ def check_settings(c: Mapping[str, Any], connection_kwargs: Callable[[], dict[st
             f"got {c['client_name']!r}"
         )
     check_redis_options(c["redis_options"], c["url"], connection_kwargs())
-    protocols = (c["redis_options"].get("protocol"), dict(parse_url(c["url"])).get("protocol"))
-    if c["auto_pipeline"] and any(str(p) not in ("2", "None") for p in protocols):
-        raise ConfigError(
-            "auto_pipeline speaks RESP2: drop protocol from redis_options and the url, "
-            "or auto_pipeline"
-        )
     if c["auto_pipeline"] and c["cluster_nodes"]:
         raise ConfigError(
             "auto_pipeline is for a single target or a Sentinel service, not cluster_nodes"

@@ -9,12 +9,18 @@ from supervisor import ConfigError, ConnectionState, OutcomeUnknown, SupervisorC
 from tests.helpers.loops import poll
 
 READY = ConnectionState.READY
+PROTOCOLS = pytest.mark.parametrize("protocol", [2, 3])
+"""redis-py 8 speaks RESP3 unless told otherwise: both wires, and both sets of
+response callbacks (``protocol=3`` switches redis-py to its RESP3 ones)."""
 
 
-async def test_every_caller_gets_its_own_reply_in_order(shared_server, supervise):
+@PROTOCOLS
+async def test_every_caller_gets_its_own_reply_in_order(shared_server, supervise, protocol):
     """50 tasks interleave 100 INCRs and GETs each on keys of their own: thousands of
     commands share batches, and each caller gets the reply to its own command."""
-    async with supervise(shared_server.url, auto_pipeline=True) as sup:
+    async with supervise(
+        shared_server.url, auto_pipeline=True, redis_options={"protocol": protocol}
+    ) as sup:
         await sup.wait_for(READY, timeout=5)
         client = sup.client
         await client.delete(*(f"ap:order:{i}" for i in range(50)))
@@ -48,13 +54,16 @@ async def test_a_caller_cancelled_before_its_command_is_written_sends_nothing(pr
         assert proxy.commands[b"INCRBY"] == 0
 
 
+@PROTOCOLS
 async def test_a_caller_cancelled_while_its_reply_is_on_the_way_takes_nobody_elses(
-    proxy, supervise
+    proxy, supervise, protocol
 ):
     """40 GETs in one batch, their replies held back by the proxy; half the callers are
     cancelled. The others each get their own value, and afterwards no stray reply is
     left behind: the next GETs get theirs too."""
-    async with supervise(proxy.url, auto_pipeline=True) as sup:
+    async with supervise(
+        proxy.url, auto_pipeline=True, redis_options={"protocol": protocol}
+    ) as sup:
         await sup.wait_for(READY, timeout=5)
         client = sup.client
         for i in range(40):
@@ -80,11 +89,16 @@ async def test_a_caller_cancelled_while_its_reply_is_on_the_way_takes_nobody_els
             assert await client.get(f"ap:own:{i}") == str(i).encode()
 
 
-async def test_a_connection_cut_mid_batch_resends_reads_and_never_doubles_a_write(proxy, supervise):
+@PROTOCOLS
+async def test_a_connection_cut_mid_batch_resends_reads_and_never_doubles_a_write(
+    proxy, supervise, protocol
+):
     """A batch of 20 GETs and 20 INCRs; the proxy cuts the connection when the replies
     come back. Every GET is sent again and returns its value; every INCR raises
     OutcomeUnknown (never re-sent), and the counter counts each at most once."""
-    async with supervise(proxy.url, auto_pipeline=True) as sup:
+    async with supervise(
+        proxy.url, auto_pipeline=True, redis_options={"protocol": protocol}
+    ) as sup:
         await sup.wait_for(READY, timeout=5)
         client = sup.client
         await client.set("ap:counter", 0)
@@ -169,10 +183,46 @@ async def test_commands_that_need_a_connection_of_their_own_keep_the_pool(shared
         assert await client.get("ap:tx") == b"2"  # db 0: SELECT stayed on its connection
 
 
-def test_auto_pipeline_refuses_resp3_and_clusters():
-    with pytest.raises(ConfigError, match="RESP2"):
-        SupervisorConfig(auto_pipeline=True, redis_options={"protocol": 3})
-    with pytest.raises(ConfigError, match="RESP2"):
-        SupervisorConfig(auto_pipeline=True, url="redis://127.0.0.1:6379/0?protocol=3")
+def test_auto_pipeline_refuses_clusters():
     with pytest.raises(ConfigError, match="cluster_nodes"):
         SupervisorConfig(auto_pipeline=True, cluster_nodes=("127.0.0.1:7000",))
+
+
+@PROTOCOLS
+async def test_replies_are_shaped_as_redis_py_shapes_them(shared_server, supervise, protocol):
+    """Maps, sets, doubles, nested arrays and errors: on the shared connection, each reply
+    is what plain redis-py (same protocol) returns."""
+    import redis.asyncio
+    from redis.exceptions import ResponseError
+
+    plain = redis.asyncio.Redis.from_url(shared_server.url, protocol=protocol)
+    await plain.hset("ap:h", mapping={"a": "1", "b": "2"})
+    await plain.zadd("ap:z", {"a": 1.5, "b": 2})
+    await plain.sadd("ap:s", "x", "y")
+    await plain.xadd("ap:x", {"f": "v"}, id="1-1")
+    calls = [
+        ("hgetall", "ap:h"),
+        ("zrange", "ap:z", 0, -1, False, True),
+        ("zscore", "ap:z", "a"),
+        ("zpopmin", "ap:nothing"),
+        ("smembers", "ap:s"),
+        ("xrange", "ap:x"),
+        ("config_get", "maxmemory*"),
+        ("exists", "ap:h", "ap:s"),
+        ("time",),
+    ]
+    async with supervise(
+        shared_server.url, auto_pipeline=True, redis_options={"protocol": protocol}
+    ) as sup:
+        await sup.wait_for(READY, timeout=5)
+        for name, *args in calls:
+            want = await getattr(plain, name)(*args)
+            got = await getattr(sup.client, name)(*args)
+            if name == "time":
+                assert type(got) is type(want) and len(got) == len(want), (got, want)
+            else:
+                assert got == want and type(got) is type(want), (name, got, want)
+        with pytest.raises(ResponseError, match="WRONGTYPE"):
+            await sup.client.get("ap:h")
+    await plain.delete("ap:h", "ap:z", "ap:s", "ap:x")
+    await plain.aclose()

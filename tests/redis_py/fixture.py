@@ -32,10 +32,9 @@ _CONFIG_KEYS = {
 def _config(url: str, kwargs: dict[str, Any]) -> SupervisorConfig:
     options = dict(kwargs)
     keys = {k: options.pop(k) for k in list(options) if k in _CONFIG_KEYS}
-    # the auto-pipelined side (run.py); auto_pipeline speaks RESP2 only, so the suite's
-    # RESP3 runs keep the pool there
-    auto = os.environ.get("SUPERVISOR_AUTO_PIPELINE") == "1"
-    if auto and str(options.get("protocol", 2)) in ("2", "None"):
+    # the auto-pipelined side (run.py), on every protocol the suite asks for (RESP3 unless
+    # a test says otherwise, as redis-py 8 speaks)
+    if os.environ.get("SUPERVISOR_AUTO_PIPELINE") == "1":
         keys["auto_pipeline"] = True
     return SupervisorConfig(url=url, redis_options=options, **keys)
 

@@ -11,7 +11,7 @@ PY := $(VENV)/bin/python
 python_for = $(shell for p in "$$(pyenv prefix $(1) 2>/dev/null)/bin/python$(1)" python$(1); do \
 	"$$p" -c '' >/dev/null 2>&1 && { command -v "$$p"; break; }; done)
 
-.PHONY: install redis-server test test-one test-redis-py lint typecheck demo run bench dashboard clean
+.PHONY: install redis-server test test-one test-redis-py lint typecheck demo run bench bench-staleness dashboard clean
 
 .venv-%/.installed: pyproject.toml
 	@p="$(call python_for,$*)"; test -n "$$p" || { \
@@ -93,6 +93,10 @@ bench: install redis-server
 	$(PY) bench/pressure.py
 	$(PY) bench/scale.py
 	$(PY) bench/cache.py
+
+# the staleness torture on client_cache and on redis-py's own cache (fetches Redis 7.4 once)
+bench-staleness: install
+	$(PY) bench/staleness.py
 
 # config/grafana/supervisor.json from its builder (a test keeps them in sync)
 dashboard: install

@@ -104,10 +104,6 @@ def check_settings(c: Mapping[str, Any], connection_kwargs: Callable[[], dict[st
             f"got {c['client_name']!r}"
         )
     check_redis_options(c["redis_options"], c["url"], connection_kwargs())
-    if c["auto_pipeline"] and c["cluster_nodes"]:
-        raise ConfigError(
-            "auto_pipeline is for a single target or a Sentinel service, not cluster_nodes"
-        )
     if c["client_cache"]:
         _check_cache(c)
 

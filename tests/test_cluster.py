@@ -354,7 +354,84 @@ async def test_a_tls_cluster_is_supervised_over_tls_only():
         setup.close()
 
 
-async def test_primary_killed_other_shards_never_fail(cluster, tmp_path):
+async def test_auto_pipeline_routes_by_slot_one_lane_per_primary(cluster):
+    """auto_pipeline on a cluster: 50 tasks' INCRs over every shard share one lane per
+    primary, each caller gets its own reply; a stale slot table (MOVED) and a slot in
+    migration (ASK: ASKING and the command in one write) are followed as redis-py
+    follows them, without an error."""
+    config = SupervisorConfig(cluster_nodes=tuple(cluster.seeds), auto_pipeline=True)
+    async with ClusterSupervisor(config) as sup:
+        await sup.wait_for(READY, timeout=10)
+        client = sup.client
+        await client.delete(*(f"ap:{i}" for i in range(50)))
+
+        async def caller(i: int) -> None:
+            for n in range(1, 51):
+                assert await client.incr(f"ap:{i}") == n
+
+        async with anyio.create_task_group() as tg:
+            for i in range(50):
+                tg.start_soon(caller, i)
+        assert [int(await client.get(f"ap:{i}")) for i in range(50)] == [50] * 50
+        lanes = client._lanes._lanes  # type: ignore[union-attr]
+        assert sorted(lanes) == sorted(n.name for n in client.get_primaries())
+
+        manager = client.nodes_manager
+        slot = client.keyslot("ap:7")
+        right = manager.slots_cache[slot][0]
+        wrong = next(n for n in client.get_primaries() if n.name != right.name)
+        manager.slots_cache[slot] = [wrong]
+        assert await client.get("ap:7") == b"50"  # MOVED, then the right node
+        assert manager.slots_cache[slot][0].name == right.name
+
+        key = "ap:ask:{moving}"
+        slot = client.keyslot(key)
+        source = cluster.primary_of(key)
+        target = next(n.name for n in client.get_primaries() if n.name != source)
+        with cluster.node(source).admin() as src, cluster.node(target).admin() as dst:
+            src_id, dst_id = (
+                src.execute_command("CLUSTER", "MYID"),
+                dst.execute_command("CLUSTER", "MYID"),
+            )
+            dst.execute_command("CLUSTER", "SETSLOT", slot, "IMPORTING", src_id)
+            src.execute_command("CLUSTER", "SETSLOT", slot, "MIGRATING", dst_id)
+            try:
+                assert await client.set(key, "v") is True  # absent on the source: ASK
+                assert asking_get(dst, key) == "v"  # on the importing node, not the source
+            finally:
+                asking_delete(dst, key)
+                for admin in (src, dst):
+                    admin.execute_command("CLUSTER", "SETSLOT", slot, "STABLE")
+
+
+def asking_get(admin, key: str) -> str | None:  # type: ignore[no-untyped-def]
+    """GET on the importing node, on one connection: ASKING, then the command."""
+    with admin.client() as one:
+        one.execute_command("ASKING")
+        return one.get(key)
+
+
+def asking_delete(admin, key: str) -> None:  # type: ignore[no-untyped-def]
+    with admin.client() as one:
+        one.execute_command("ASKING")
+        one.delete(key)
+
+
+async def test_auto_pipelined_primary_killed_other_shards_never_fail():
+    """The primary-kill test below with auto_pipeline, on a cluster of its own: a lost
+    lane fails only its node's commands."""
+    own = ClusterSetup()
+    try:
+        await _primary_killed(own, auto_pipeline=True)
+    finally:
+        own.close()
+
+
+async def test_primary_killed_other_shards_never_fail(cluster):
+    await _primary_killed(cluster, auto_pipeline=False)
+
+
+async def _primary_killed(cluster: ClusterSetup, *, auto_pipeline: bool) -> None:
     """SIGKILL one primary under load: reads and writes on the other shards never fail,
     reads on the failed shard wait through the failover, the node is reported down, the
     replica's promotion arrives as a topology change, and all of it heals by itself."""
@@ -365,6 +442,7 @@ async def test_primary_killed_other_shards_never_fail(cluster, tmp_path):
         socket_connect_timeout=0.5,
         socket_timeout=2.0,
         command_deadline=20.0,
+        auto_pipeline=auto_pipeline,
     )
     shards = keys_by_shard(cluster)
     victim = cluster.seeds[0]

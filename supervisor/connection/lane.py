@@ -15,7 +15,7 @@ from __future__ import annotations
 import asyncio
 from collections import deque
 from collections.abc import Callable
-from typing import Any
+from typing import Any, Protocol
 
 import hiredis
 from redis.asyncio.connection import AbstractConnection
@@ -23,17 +23,23 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import InvalidResponse
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
-from supervisor.connection.losses import Loss, Reported, Watcher, describe
+from supervisor.connection.losses import Loss, Reported, describe
 from supervisor.connection.pool import NotSent
 from supervisor.connection.schedule import Showed
 
-__all__ = ("MAX_BATCH_BYTES", "MAX_BATCH_COMMANDS", "Lane", "unsent")
+__all__ = ("MAX_BATCH_BYTES", "MAX_BATCH_COMMANDS", "Lane", "Reporter", "unsent")
 
 MAX_BATCH_COMMANDS = 512
 MAX_BATCH_BYTES = 256 * 1024
 
 _PUSH: Any = getattr(hiredis, "PushNotification", ())
 """hiredis's type for a RESP3 push message (a list)."""
+
+
+class Reporter(Protocol):
+    """Who hears of a lane's loss (a supervisor)."""
+
+    def connection_lost(self, loss: Loss) -> None: ...
 
 
 class Lane(asyncio.Protocol):
@@ -44,7 +50,7 @@ class Lane(asyncio.Protocol):
         connection: AbstractConnection,
         generation: int,
         timeout: float | None,
-        watcher: Watcher,
+        watcher: Reporter,
         on_close: Callable[[BaseException], None] | None = None,
         on_push: Callable[[list[Any]], None] | None = None,
     ) -> None:

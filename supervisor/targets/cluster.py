@@ -36,6 +36,7 @@ from supervisor.errors import Unavailable
 from supervisor.events import TopologyChanged
 from supervisor.state import ConnectionState
 from supervisor.targets.cluster_client import SupervisedRedisCluster, cluster_options
+from supervisor.targets.cluster_lanes import ClusterLanes
 from supervisor.targets.cluster_nodes import ClusterNodes
 from supervisor.targets.cluster_topology import ClusterNodeState, Row, slot_ranges
 from supervisor.targets.observable import Observable
@@ -84,6 +85,7 @@ class ClusterSupervisor(Observable, AsyncContextManagerMixin):
             **cluster_options(config, exclude=tls.keys()),
             owner=self,
             idempotent=frozenset(config.idempotent_commands),
+            lanes=ClusterLanes(max_waiters=config.max_waiters) if config.auto_pipeline else None,
             startup_nodes=[ClusterNode(*parse_address(a)) for a in config.cluster_nodes],
             ssl=self._tls,
             **tls,

@@ -41,11 +41,13 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from supervisor.config import SupervisorConfig
+from supervisor.connection.autopipeline import may_pipeline
 from supervisor.connection.commands import READ_ONLY, command_name
 from supervisor.connection.gate import SlotGate
 from supervisor.connection.losses import describe
 from supervisor.connection.resend import Failure, failure_of, may_resend
 from supervisor.errors import ConfigError, OutcomeUnknown, also_a
+from supervisor.targets.cluster_lanes import ClusterLanes
 
 __all__ = ("Owner", "SupervisedRedisCluster", "cluster_options")
 
@@ -143,8 +145,16 @@ class Owner(Protocol):
 class SupervisedRedisCluster(RedisCluster):
     """The ``RedisCluster`` a ``ClusterSupervisor`` hands out as ``sup.client``."""
 
-    def __init__(self, *, owner: Owner, idempotent: frozenset[str], **kwargs: Any) -> None:
+    def __init__(
+        self,
+        *,
+        owner: Owner,
+        idempotent: frozenset[str],
+        lanes: ClusterLanes | None = None,
+        **kwargs: Any,
+    ) -> None:
         super().__init__(**kwargs)
+        self._lanes = lanes
         self.nodes_manager.__class__ = _Nodes
         self.commands_parser = _CommandsOnce(self)
         self._owner = owner
@@ -196,9 +206,19 @@ class SupervisedRedisCluster(RedisCluster):
                         await seed.disconnect()
         return self
 
+    async def _execute_command(self, target_node: Any, *args: Any, **kwargs: Any) -> Any:
+        """With ``auto_pipeline``, a plain command goes over its node's shared connection
+        (``ClusterLanes``); the rest as redis-py sends them."""
+        lanes = self._lanes
+        if lanes is not None and may_pipeline(args[0], kwargs):
+            return await lanes.execute(self, target_node, args, kwargs)
+        return await super()._execute_command(target_node, *args, **kwargs)
+
     async def _shutdown(self) -> None:
         """Close every node's connections. redis-py's ``aclose()`` closes nothing while
         a topology refresh is pending (``_initialize``), which is often the case here."""
+        if self._lanes is not None:
+            self._lanes.aclose()
         self._supervised = False
         self._initialize = False
         await self.aclose()

@@ -5,7 +5,7 @@ from __future__ import annotations
 import anyio
 import pytest
 
-from supervisor import ConfigError, ConnectionState, OutcomeUnknown, SupervisorConfig
+from supervisor import ConnectionState, OutcomeUnknown
 from tests.helpers.loops import poll
 
 READY = ConnectionState.READY
@@ -181,11 +181,6 @@ async def test_commands_that_need_a_connection_of_their_own_keep_the_pool(shared
             await single.select(1)
             assert await single.get("ap:tx") is None
         assert await client.get("ap:tx") == b"2"  # db 0: SELECT stayed on its connection
-
-
-def test_auto_pipeline_refuses_clusters():
-    with pytest.raises(ConfigError, match="cluster_nodes"):
-        SupervisorConfig(auto_pipeline=True, cluster_nodes=("127.0.0.1:7000",))
 
 
 @PROTOCOLS

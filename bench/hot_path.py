@@ -130,6 +130,74 @@ async def measure(url: str, rounds: int, ops: int, protocol: int | None = None) 
     return results
 
 
+async def measure_cluster(rounds: int, ops: int) -> list[Row]:
+    """A 3-primary, 3-replica cluster: raw ``redis.asyncio.RedisCluster``,
+    ``ClusterSupervisor`` pooled and auto-pipelined, GETs over keys of every shard."""
+    import itertools
+
+    from redis.asyncio.cluster import ClusterNode, RedisCluster
+
+    from supervisor import ClusterSupervisor
+    from supervisor.testing import ClusterSetup
+
+    setup = ClusterSetup()
+    try:
+        seeds = tuple(setup.seeds)
+        host, port = seeds[0].rsplit(":", 1)
+        raw = RedisCluster(startup_nodes=[ClusterNode(host, int(port))])
+        keys = [f"bench:{i}" for i in range(64)]
+        for key in keys:
+            await raw.set(key, "x" * 64)
+        pooled = SupervisorConfig(cluster_nodes=seeds)
+        piped = SupervisorConfig(cluster_nodes=seeds, auto_pipeline=True)
+        async with ClusterSupervisor(pooled) as sup, ClusterSupervisor(piped) as auto:
+            await sup.wait_for(ConnectionState.READY, timeout=10)
+            await auto.wait_for(ConnectionState.READY, timeout=10)
+
+            def spread(get: Callable[[str], Awaitable[Any]]) -> Callable[[str], Awaitable[Any]]:
+                cycle = itertools.cycle(keys)
+                return lambda _: get(next(cycle))
+
+            clients = {
+                "raw RedisCluster": spread(raw.get),
+                "ClusterSupervisor pooled": spread(sup.client.get),
+                "ClusterSupervisor auto_pipeline": spread(auto.client.get),
+            }
+            results = await _rounds(clients, "raw RedisCluster", rounds, ops)
+        await raw.aclose()
+        return results
+    finally:
+        setup.close()
+
+
+async def _rounds(
+    clients: dict[str, Callable[[str], Awaitable[Any]]], base_name: str, rounds: int, ops: int
+) -> list[Row]:
+    results: list[Row] = []
+    for tasks in (1, 50):
+        for get in clients.values():  # warm up every pool
+            await round_ops(get, tasks, ops // 4)
+        runs: dict[str, list[Run]] = {name: [] for name in clients}
+        order = list(clients)
+        for i in range(rounds):
+            for name in order if i % 2 == 0 else reversed(order):
+                runs[name].append(await round_ops(clients[name], tasks, ops))
+        base = runs[base_name]
+        for name, own in runs.items():
+            ratio = statistics.median(o[0] / r[0] for o, r in zip(own, base, strict=True))
+            results.append(
+                (
+                    tasks,
+                    name,
+                    statistics.median(o[0] for o in own),
+                    ratio,
+                    statistics.median(o[1] for o in own),
+                    statistics.median(o[2] for o in own),
+                )
+            )
+    return results
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--url", help="Redis to use (default: start a redis-server)")
@@ -139,8 +207,11 @@ def main(argv: list[str] | None = None) -> int:
         "--min-ratio", type=float, default=0.0, help="exit 1 when a ratio is below this"
     )
     parser.add_argument("--protocol", type=int, choices=(2, 3), help="RESP version of every client")
+    parser.add_argument("--cluster", action="store_true", help="a 3x2 cluster it starts")
     args = parser.parse_args(argv)
-    if args.url:
+    if args.cluster:
+        results = asyncio.run(measure_cluster(args.rounds, args.ops))
+    elif args.url:
         results = asyncio.run(measure(args.url, args.rounds, args.ops, args.protocol))
     else:
         with own_server() as url:

@@ -155,6 +155,7 @@ class SupervisedRedisCluster(RedisCluster):
     ) -> None:
         super().__init__(**kwargs)
         self._lanes = lanes
+        self._one_key: frozenset[str] | None = None
         self.nodes_manager.__class__ = _Nodes
         self.commands_parser = _CommandsOnce(self)
         self._owner = owner
@@ -227,11 +228,45 @@ class SupervisedRedisCluster(RedisCluster):
         if self._gate.closed:
             await self._admit(args, kwargs, anyio.current_time() + self._owner.command_deadline)
         try:
+            node = self._lane_node(args, kwargs) if self._lanes is not None else None
+            if node is not None:
+                return await self._lanes.execute(self, node, args, kwargs)  # type: ignore[union-attr]
             return await super().execute_command(*args, **kwargs)
         except _RECOVERABLE as exc:
             if failure_of(exc) is Failure.ANSWER:
                 raise
             return await self._recover(args, kwargs, exc)
+
+    def _lane_node(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+        """With ``auto_pipeline``, the primary of a one-key command's slot, read off the
+        slot table as redis-py reads it but without its general routing (a command
+        table lookup and a policy per command: most of a GET's cost); None for
+        anything else, which redis-py routes (then ``_execute_command``)."""
+        one_key = self._one_key
+        if one_key is None:
+            table = getattr(self.commands_parser, "commands", None)
+            if not table:
+                return None
+            one_key = self._one_key = frozenset(
+                name.upper()
+                for name, c in table.items()
+                if isinstance(c, dict)
+                and c.get("first_key_pos") == 1
+                and c.get("last_key_pos") == 1
+                and "movablekeys" not in c.get("flags", ())
+            )
+        name = args[0]
+        if (
+            name not in one_key
+            or len(args) < 2
+            or self._initialize
+            or self.read_from_replicas
+            or "target_nodes" in kwargs
+            or not may_pipeline(name, kwargs)
+        ):
+            return None
+        owners = self.nodes_manager.slots_cache.get(self.keyslot(args[1]))
+        return owners[0] if owners else None
 
     async def _admit(self, args: tuple[Any, ...], kwargs: dict[str, Any], deadline: float) -> None:
         """Hold a command for a failed primary's slots until its failover is done."""

@@ -106,13 +106,21 @@ class _Node(ClusterNode):
         """Also drop a connection the server closed while it sat in the pool (an idle
         ``timeout``, ``CLIENT KILL``): a command sent on it would be lost unsent."""
         if connection.is_connected and not connection.should_reconnect():
-            try:
-                if not await connection.can_read():
-                    return
-            except RedisConnectionError:
-                pass
+            if not _dirty(connection):
+                return
             connection.mark_for_reconnect()
         await super().disconnect_if_needed(connection)
+
+
+def _dirty(connection: Connection) -> bool:
+    """What redis-py's ``can_read()`` checks, without its two awaits on every command:
+    the server closed the socket, or bytes nobody asked for wait in its buffers."""
+    stream: Any = getattr(connection, "_reader", None)
+    if stream is None:
+        return False
+    reader = getattr(connection._parser, "_reader", None)
+    pending = getattr(reader, "has_data", None)
+    return bool(stream.at_eof() or stream._buffer or (pending is not None and pending()))
 
 
 class _Nodes(NodesManager):

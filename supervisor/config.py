@@ -81,7 +81,7 @@ class SupervisorConfig:
             coroutines over one shared connection, all those queued at once in one
             write (``supervisor.connection.autopipeline``). Blocking and transaction commands,
             pipelines, pub/sub and ``client()`` keep the pool. Off by default;
-            RESP2 or RESP3; not with ``cluster_nodes``.
+            RESP2 or RESP3; on a cluster, one shared connection per node.
         client_cache: ``sup.client`` answers cacheable reads (GET, MGET, HGET,
             HGETALL, SMEMBERS, ZRANGE...) from memory, invalidated by the server
             (``CLIENT TRACKING``), never staler than ``cache_max_staleness``

@@ -85,7 +85,9 @@ class ClusterSupervisor(Observable, AsyncContextManagerMixin):
             **cluster_options(config, exclude=tls.keys()),
             owner=self,
             idempotent=frozenset(config.idempotent_commands),
-            lanes=ClusterLanes(max_waiters=config.max_waiters) if config.auto_pipeline else None,
+            lanes=ClusterLanes(max_waiters=config.max_waiters, retry_after=config.backoff_base)
+            if config.auto_pipeline
+            else None,
             startup_nodes=[ClusterNode(*parse_address(a)) for a in config.cluster_nodes],
             ssl=self._tls,
             **tls,

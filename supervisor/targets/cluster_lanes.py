@@ -10,13 +10,14 @@ importing node; ``TRYAGAIN`` waits 50 ms once half the attempts are used. A lost
 lane fails only the commands written on it; the client's one re-send rule
 (``SupervisedRedisCluster._recover``) decides what follows, and its re-send takes
 redis-py's pooled path. Other nodes' lanes and callers are not touched. At most
-``max_waiters`` commands are queued or in flight per lane; past that, and while a
-node's lane cannot be opened, commands take the pool.
+``max_waiters`` commands are queued or in flight per lane; past that, and for a
+while after a node's lane could not be opened, commands take the pool.
 """
 
 from __future__ import annotations
 
 import asyncio
+import time
 from typing import Any
 
 from redis.asyncio.cluster import ClusterNode, RedisCluster
@@ -51,8 +52,13 @@ _UNREPORTED = _Unreported()
 
 
 class ClusterLanes:
-    def __init__(self, *, max_waiters: int) -> None:
+    def __init__(self, *, max_waiters: int, retry_after: float) -> None:
+        """``retry_after``: seconds a node whose lane could not be opened takes the pool
+        before another attempt, so a dead node costs one dial per period, not one per
+        command."""
         self._max_waiters = max_waiters
+        self._retry_after = retry_after
+        self._failed: dict[str, float] = {}
         self._lanes: dict[str, Lane] = {}
         self._opening: dict[str, asyncio.Future[Lane | None]] = {}
         self._closed = False
@@ -112,7 +118,7 @@ class ClusterLanes:
         opening = self._opening.get(node.name)
         if opening is not None:
             return await asyncio.shield(opening)
-        if self._closed:
+        if self._closed or time.monotonic() < self._failed.get(node.name, 0.0):
             return None
         opening = self._opening[node.name] = asyncio.get_running_loop().create_future()
         lane = None
@@ -121,11 +127,14 @@ class ClusterLanes:
         finally:
             del self._opening[node.name]
             opening.set_result(lane)
-        if lane is not None:
-            if self._closed:
-                lane.close()
-                return None
-            self._lanes[node.name] = lane
+        if lane is None:
+            self._failed[node.name] = time.monotonic() + self._retry_after
+            return None
+        self._failed.pop(node.name, None)
+        if self._closed:
+            lane.close()
+            return None
+        self._lanes[node.name] = lane
         return lane
 
     async def _open(self, node: ClusterNode) -> Lane | None:

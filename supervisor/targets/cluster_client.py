@@ -164,6 +164,8 @@ class SupervisedRedisCluster(RedisCluster):
         super().__init__(**kwargs)
         self._lanes = lanes
         self._one_key: frozenset[str] | None = None
+        if lanes is not None:  # without lanes, redis-py's own method, no layer on top
+            self._execute_command = self._execute_on_lanes  # type: ignore[method-assign]
         self.nodes_manager.__class__ = _Nodes
         self.commands_parser = _CommandsOnce(self)
         self._owner = owner
@@ -215,13 +217,12 @@ class SupervisedRedisCluster(RedisCluster):
                         await seed.disconnect()
         return self
 
-    async def _execute_command(self, target_node: Any, *args: Any, **kwargs: Any) -> Any:
-        """With ``auto_pipeline``, a plain command goes over its node's shared connection
-        (``ClusterLanes``); the rest as redis-py sends them."""
-        lanes = self._lanes
-        if lanes is not None and may_pipeline(args[0], kwargs):
-            return await lanes.execute(self, target_node, args, kwargs)
-        return await super()._execute_command(target_node, *args, **kwargs)
+    async def _execute_on_lanes(self, target_node: Any, *args: Any, **kwargs: Any) -> Any:
+        """redis-py's ``_execute_command`` with ``auto_pipeline``: a plain command goes over
+        its node's shared connection (``ClusterLanes``); the rest as redis-py sends them."""
+        if may_pipeline(args[0], kwargs):
+            return await self._lanes.execute(self, target_node, args, kwargs)  # type: ignore[union-attr]
+        return await RedisCluster._execute_command(self, target_node, *args, **kwargs)
 
     async def _shutdown(self) -> None:
         """Close every node's connections. redis-py's ``aclose()`` closes nothing while

@@ -189,7 +189,8 @@ async def test_staleness_torture(server, supervise, auto_pipeline):
     assert result["faults"] == [f.name for f in faults], result
     assert result["reads_staler_than_bound"] == 0, result
     assert result["worst_staleness_s"] <= BOUND, result
-    assert result["reads"] > 10_000 and result["hits"] > result["reads"] // 3, result
+    # every fault was followed by 1000 hits (recovered()): the cache served all along
+    assert result["hits"] >= 1000 * (len(faults) + 1), result
     for cause in ("stream_lost", "reader_lost", "server_flush", "swapdb", "stalled"):
         assert cause in result["flushes"], (cause, result)
 

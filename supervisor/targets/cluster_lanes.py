@@ -76,7 +76,10 @@ class ClusterLanes:
                 return await RedisCluster._execute_command(client, node, *args, **options)
             packed = lane.connection.pack_command(*args)
             if asking:
-                _, future = lane.submit_all([lane.connection.pack_command("ASKING"), packed])
+                asking_reply, future = lane.submit_all(
+                    [lane.connection.pack_command("ASKING"), packed]
+                )
+                asking_reply.add_done_callback(_retrieved)
                 asking = False
             else:
                 future = lane.submit(packed)
@@ -155,3 +158,9 @@ class ClusterLanes:
         for lane in self._lanes.values():
             lane.close()
         self._lanes.clear()
+
+
+def _retrieved(future: asyncio.Future[Any]) -> None:
+    """``ASKING``'s own answer is nobody's: an error on it is read, and dropped."""
+    if not future.cancelled():
+        future.exception()

@@ -89,7 +89,6 @@ async def measure(url: str, rounds: int, ops: int, protocol: int | None = None) 
     raw = redis.asyncio.Redis.from_url(url, **options)
     pooled = SupervisorConfig(url=url, redis_options=options)
     piped = SupervisorConfig(url=url, auto_pipeline=True, redis_options=options)
-    results: list[Row] = []
     async with Supervisor(pooled) as sup, Supervisor(piped) as auto:
         await sup.wait_for(ConnectionState.READY, timeout=10)
         await auto.wait_for(ConnectionState.READY, timeout=10)
@@ -102,28 +101,7 @@ async def measure(url: str, rounds: int, ops: int, protocol: int | None = None) 
         glide = await glide_client(url)
         if glide is not None:
             clients["valkey-glide"] = glide.get
-        for tasks in (1, 50):
-            for get in clients.values():  # warm up every pool
-                await round_ops(get, tasks, ops // 4)
-            runs: dict[str, list[Run]] = {name: [] for name in clients}
-            order = list(clients)
-            for i in range(rounds):
-                for name in order if i % 2 == 0 else reversed(order):
-                    runs[name].append(await round_ops(clients[name], tasks, ops))
-            base = runs["raw redis.asyncio"]
-            for name, own in runs.items():
-                # each round's runs sit side by side in time: their ratio cancels drift
-                ratio = statistics.median(o[0] / r[0] for o, r in zip(own, base, strict=True))
-                results.append(
-                    (
-                        tasks,
-                        name,
-                        statistics.median(o[0] for o in own),
-                        ratio,
-                        statistics.median(o[1] for o in own),
-                        statistics.median(o[2] for o in own),
-                    )
-                )
+        results = await _rounds(clients, "raw redis.asyncio", rounds, ops)
         if glide is not None:
             await glide.close()
     await raw.aclose()
@@ -184,6 +162,7 @@ async def _rounds(
                 runs[name].append(await round_ops(clients[name], tasks, ops))
         base = runs[base_name]
         for name, own in runs.items():
+            # each round's runs sit side by side in time: their ratio cancels drift
             ratio = statistics.median(o[0] / r[0] for o, r in zip(own, base, strict=True))
             results.append(
                 (

@@ -202,26 +202,16 @@ async def test_staleness_through_failovers():
     cached and uncached readers alike."""
     from redis.asyncio.sentinel import Sentinel
 
-    from supervisor import MasterChanged, SupervisorConfig
+    from supervisor import MasterChanged
     from supervisor.testing.sentinel import SentinelSetup
+    from tests.test_sentinel import config_for
 
     setup = SentinelSetup()
     hosts = [(a.split(":")[0], int(a.split(":")[1])) for a in setup.addresses]
     sentinel = Sentinel(hosts, socket_timeout=1.0)
     writer = sentinel.master_for(setup.service, socket_timeout=1.0)
     rec = Recorder()
-    config = SupervisorConfig(
-        sentinels=tuple(setup.addresses),
-        service_name=setup.service,
-        health_check_interval=0.2,
-        health_check_timeout=0.2,
-        backoff_base=0.05,
-        backoff_cap=0.3,
-        socket_connect_timeout=0.5,
-        command_deadline=20.0,
-        client_cache=True,
-        cache_max_staleness=BOUND,
-    )
+    config = config_for(setup, client_cache=True, cache_max_staleness=BOUND)
     try:
         async with Supervisor(config) as sup, sup.subscribe(max_buffer=10_000) as events:
             sup_ = sup

@@ -237,27 +237,21 @@ class SupervisedPipeline(Pipeline):
         if self._client._watcher is None:
             return await super().execute(raise_on_error)
         quiet = quiet_errors.set(True)  # redis-py records the error the app sees, once
+        stack = list(self.command_stack)
         try:
-            return await self._execute(raise_on_error)
+            return await self._execute(stack, raise_on_error)
         except Exception as exc:
             await app_error(self.connection_pool.connection_kwargs, exc, 0)
             raise
         finally:
             quiet_errors.reset(quiet)
+            cache = self._client._cache
+            if cache is not None:  # what the batch wrote, answered or not, is not served
+                for args, _ in stack:
+                    if args[0] not in READ_ONLY:
+                        cache.wrote(args)
 
-    async def _execute(self, raise_on_error: bool) -> list[Any]:
-        stack = list(self.command_stack)
-        cache = self._client._cache
-        if cache is None:
-            return await self._send(stack, raise_on_error)
-        try:
-            return await self._send(stack, raise_on_error)
-        finally:
-            for args, _ in stack:
-                if args[0] not in READ_ONLY:
-                    cache.wrote(args)
-
-    async def _send(self, stack: list[Any], raise_on_error: bool) -> list[Any]:
+    async def _execute(self, stack: list[Any], raise_on_error: bool) -> list[Any]:
         watching = self.watching
         try:
             return await super().execute(raise_on_error)

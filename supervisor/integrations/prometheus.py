@@ -204,9 +204,7 @@ class Metrics(Collector):
         caches = [(n, s.statistics().cache) for n, s in self._supervisors.items()]
         present = [(n, c) for n, c in caches if c is not None]
         for field, kind, metric, doc in _CACHE:
-            family: Any = (CounterMetricFamily if kind == "counter" else GaugeMetricFamily)(
-                metric, doc, labels=["target"]
-            )
+            family = _family(kind, metric, doc)
             for name, cache in present:
                 value = getattr(cache, field)
                 if value is not None:
@@ -222,15 +220,20 @@ class Metrics(Collector):
 
     def _server_metrics(self) -> Iterator[Metric]:
         for field, kind, metric, doc in _SERVER:
-            family: Any = (CounterMetricFamily if kind == "counter" else GaugeMetricFamily)(
-                metric, doc, labels=["target"]
-            )
+            family = _family(kind, metric, doc)
             for name, monitor in self.monitors.items():
                 sample = monitor.latest
                 value = getattr(sample, field) if sample is not None else None
                 if value is not None:
                     family.add_metric([name], float(value))
             yield family
+
+
+def _family(kind: str, name: str, doc: str) -> Any:
+    """A family of one sample per target, of the kind its table row names."""
+    return (CounterMetricFamily if kind == "counter" else GaugeMetricFamily)(
+        name, doc, labels=["target"]
+    )
 
 
 def _by_cause(name: str, doc: str) -> CounterMetricFamily:

@@ -24,6 +24,8 @@ import anyio
 import anyio.lowlevel
 import redis.asyncio
 
+from tests.helpers.loops import bounded
+
 __all__ = ("Fault", "Run", "Torture", "measure")
 
 Get = Callable[[str], Awaitable[Any]]
@@ -105,10 +107,10 @@ class Torture:
 
     async def _write(self, names: list[str], done: anyio.Event) -> None:
         acks = self.run_.acks
-        i = 0
-        while not done.is_set():
+        for i in bounded("the torture's writer", seconds=self.bound + 5):
+            if done.is_set():
+                return
             name = names[i % len(names)]
-            i += 1
             version = len(acks[name])
             try:
                 acknowledged = await self.write(name, version)
@@ -123,7 +125,9 @@ class Torture:
         self, get: Get, names: list[str], done: anyio.Event, rng: random.Random
     ) -> None:
         run = self.run_
-        while not done.is_set():
+        for _ in bounded("a torture reader", count=10**8, seconds=self.bound + 5):
+            if done.is_set():
+                return
             name = rng.choice(names)
             began = time.monotonic()
             try:

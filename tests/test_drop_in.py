@@ -116,6 +116,26 @@ async def test_write_that_times_out_is_outcome_unknown_and_a_timeout(server, sup
     admin.close()
 
 
+async def test_a_write_the_server_does_not_take_times_out_as_a_write(server, supervise):
+    """A write the stopped server's socket cannot take waits under socket_timeout, as
+    redis-py's does: only a write that cannot wait is handed over without a timer. A
+    write let through untimed would time out later, as a read."""
+    async with supervise(
+        server.url, socket_timeout=0.3, health_check_timeout=1.0, health_check_interval=30.0
+    ) as sup:
+        await sup.wait_for(READY, timeout=5)
+        server.stop()
+        try:
+            with pytest.raises(OutcomeUnknown) as info:
+                await sup.client.set("big", b"x" * (64 << 20))
+        finally:
+            server.cont()
+        assert isinstance(info.value, RedisTimeoutError)
+        assert "Timeout writing to socket" in str(info.value.__cause__)
+        await sup.wait_for(READY, timeout=10)
+        assert await sup.client.get("big") is None
+
+
 async def test_blocking_command_waits_its_own_timeout(server, supervise):
     """BLPOP(timeout=1) and XREAD BLOCK with a 0.3 s socket_timeout wait their own
     timeout and return empty, as the server answers, instead of timing out."""

@@ -14,6 +14,8 @@ These redis-py 8.1 behaviours are mended here, at their own depth:
   redis-py calls ``aclose()``, which closes every node's sockets, in-flight
   commands of healthy shards included. Here the refresh is only requested;
   redis-py's refresh then recycles each connection once its command is done.
+- redis-py's cluster builds every node's connections of its own class; here they are
+  the pool's (``supervisor.connection.connections``), whose plain writes pay no timer.
 - redis-py's cluster retries re-send writes whose reply was lost. The client
   here is built without them; ``SupervisedRedisCluster`` follows the single
   target's rule (``supervisor.connection.resend``): it re-sends only what cannot be applied
@@ -43,6 +45,7 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 from supervisor.config import SupervisorConfig
 from supervisor.connection.autopipeline import may_pipeline
 from supervisor.connection.commands import READ_ONLY, command_name
+from supervisor.connection.connections import connection_class_for
 from supervisor.connection.gate import SlotGate
 from supervisor.connection.losses import describe
 from supervisor.connection.resend import Failure, failure_of, may_resend
@@ -162,6 +165,10 @@ class SupervisedRedisCluster(RedisCluster):
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
+        shared = self.connection_kwargs  # every node redis-py makes later is made of it
+        shared["connection_class"] = connection_class_for(dict(shared))
+        for node in self.nodes_manager.startup_nodes.values():
+            node.connection_class = shared["connection_class"]
         self._lanes = lanes
         self._one_key: frozenset[str] | None = None
         if lanes is not None:  # without lanes, redis-py's own method, no layer on top

@@ -82,6 +82,16 @@ async def glide_client(url: str) -> Any:
     return await GlideClient.create(config)
 
 
+async def glide_cluster_client(seeds: tuple[str, ...]) -> Any:
+    """valkey-glide's cluster client, when installed."""
+    try:
+        from glide import GlideClusterClient, GlideClusterClientConfiguration, NodeAddress
+    except ImportError:
+        return None
+    nodes = [NodeAddress(h, int(p)) for h, p in (s.rsplit(":", 1) for s in seeds)]
+    return await GlideClusterClient.create(GlideClusterClientConfiguration(nodes))
+
+
 async def measure(url: str, rounds: int, ops: int, protocol: int | None = None) -> list[Row]:
     """``protocol``: unset, redis-py 8's default (RESP3 on the wire, its RESP2-shaped
     replies); 2 or 3 given to every client alike."""
@@ -110,7 +120,8 @@ async def measure(url: str, rounds: int, ops: int, protocol: int | None = None) 
 
 async def measure_cluster(rounds: int, ops: int) -> list[Row]:
     """A 3-primary, 3-replica cluster: raw ``redis.asyncio.RedisCluster``,
-    ``ClusterSupervisor`` pooled and auto-pipelined, GETs over keys of every shard."""
+    ``ClusterSupervisor`` pooled and auto-pipelined (and valkey-glide's cluster client
+    when installed), GETs over keys of every shard."""
     import itertools
 
     from redis.asyncio.cluster import ClusterNode, RedisCluster
@@ -141,7 +152,12 @@ async def measure_cluster(rounds: int, ops: int) -> list[Row]:
                 "ClusterSupervisor pooled": spread(sup.client.get),
                 "ClusterSupervisor auto_pipeline": spread(auto.client.get),
             }
+            glide = await glide_cluster_client(seeds)
+            if glide is not None:
+                clients["valkey-glide cluster"] = spread(glide.get)
             results = await _rounds(clients, "raw RedisCluster", rounds, ops)
+            if glide is not None:
+                await glide.close()
         await raw.aclose()
         return results
     finally:
@@ -195,9 +211,9 @@ def main(argv: list[str] | None = None) -> int:
     else:
         with own_server() as url:
             results = asyncio.run(measure(url, args.rounds, args.ops, args.protocol))
-    print(f"{'tasks':>5}  {'client':<26} {'ops/s':>8} {'x raw':>6} {'p99 ms':>7} {'cpu us/op':>9}")
+    print(f"{'tasks':>5}  {'client':<31} {'ops/s':>8} {'x raw':>6} {'p99 ms':>7} {'cpu us/op':>9}")
     for tasks, name, rate, ratio, p99, cpu in results:
-        print(f"{tasks:>5}  {name:<26} {rate:>8.0f} {ratio:>6.2f} {p99:>7.2f} {cpu:>9.1f}")
+        print(f"{tasks:>5}  {name:<31} {rate:>8.0f} {ratio:>6.2f} {p99:>7.2f} {cpu:>9.1f}")
     return 1 if any(r[3] < args.min_ratio for r in results) else 0
 
 

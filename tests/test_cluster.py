@@ -24,6 +24,7 @@ from supervisor.service.run import health_response
 from supervisor.testing import ClusterSetup
 from tests.helpers.events import state_is, until
 from tests.helpers.loops import Tally, bounded, poll
+from tests.helpers.proxy import FaultProxy
 
 READY = ConnectionState.READY
 
@@ -427,6 +428,98 @@ def asking_delete(admin, key: str) -> None:  # type: ignore[no-untyped-def]
     with admin.client() as one:
         one.execute_command("ASKING")
         one.delete(key)
+
+
+def _announced_ports(cluster: ClusterSetup, address: str) -> set[int]:
+    """The client port every live node gives in CLUSTER SLOTS for ``address``'s slots."""
+    key_slot_owner = {}
+    with cluster.node(address).admin() as admin:
+        myid = admin.execute_command("CLUSTER", "MYID")
+    for node in cluster.nodes:
+        with node.admin() as admin:
+            for _start, _end, primary, *_ in admin.execute_command("CLUSTER", "SLOTS"):
+                if primary[2] == myid:
+                    key_slot_owner[node.port] = int(primary[1])
+    return set(key_slot_owner.values())
+
+
+async def test_a_batch_cut_on_one_nodes_lane_resends_reads_never_doubles_a_write(cluster):
+    """One primary announces a fault proxy's port, so every client reaches it through
+    the proxy, which cuts that node's lane when INCRBY replies come back: the server
+    applied the INCRs and their replies are lost. Each GET on that shard is sent again
+    and returns its value, each INCR raises OutcomeUnknown and is never re-sent (the
+    counter counts each at most once), and the other shards' callers see no error."""
+    shards = keys_by_shard(cluster)
+    victim = cluster.seeds[0]
+    real_port = cluster.node(victim).port
+    others = tuple(a for a in cluster.seeds if a != victim)
+    async with FaultProxy(real_port) as proxy:
+        with cluster.node(victim).admin() as admin:
+            admin.config_set("cluster-announce-bus-port", real_port + 10000)
+            admin.config_set("cluster-announce-port", proxy.port)
+        try:
+            await poll(
+                lambda: _announced_ports(cluster, victim) == {proxy.port},
+                f"every node to route {victim}'s slots to the proxy",
+                lambda: _announced_ports(cluster, victim),
+            )
+            config = SupervisorConfig(
+                cluster_nodes=others, auto_pipeline=True, command_deadline=20.0
+            )
+            async with ClusterSupervisor(config) as sup:
+                await sup.wait_for(READY, timeout=10)
+                client = sup.client
+                for key in shards.values():
+                    await client.set(f"{key}:n", 0)
+                    for i in range(20):
+                        await client.set(f"{key}:r{i}", i)
+                assert proxy.commands[b"SET"] >= 21, "the victim's shard goes through the proxy"
+                applied = dict.fromkeys(shards, 0)
+                unknown = dict.fromkeys(shards, 0)
+                errors: list[BaseException] = []
+                reads: dict[tuple[str, int], bytes | None] = {}
+
+                async def writer(address: str, key: str) -> None:
+                    try:
+                        await client.incr(f"{key}:n")
+                        applied[address] += 1
+                    except OutcomeUnknown:
+                        unknown[address] += 1
+                    except Exception as exc:  # any other error is recorded and fails
+                        errors.append(exc)
+
+                async def reader(address: str, key: str, i: int) -> None:
+                    try:
+                        reads[(address, i)] = await client.get(f"{key}:r{i}")
+                    except Exception as exc:
+                        errors.append(exc)
+
+                proxy.cut_reply_after(b"INCRBY")
+                async with anyio.create_task_group() as tg:
+                    for address, key in shards.items():
+                        for i in range(20):
+                            tg.start_soon(reader, address, key, i)
+                            tg.start_soon(writer, address, key)
+                assert proxy.cut_done.is_set(), "the proxy cut the victim's lane"
+                assert errors == []
+                assert reads == {(a, i): str(i).encode() for a in shards for i in range(20)}
+                for address, key in shards.items():
+                    value = int(await client.get(f"{key}:n"))
+                    total = applied[address] + unknown[address]
+                    assert total == 20
+                    assert applied[address] <= value <= total, (address, value, applied, unknown)
+                    if address != victim:
+                        assert unknown[address] == 0 and value == 20, address
+                assert unknown[victim] >= 1
+        finally:
+            with cluster.node(victim).admin() as admin:
+                admin.config_set("cluster-announce-port", 0)
+                admin.config_set("cluster-announce-bus-port", 0)
+            await poll(
+                lambda: _announced_ports(cluster, victim) == {real_port},
+                f"every node to route {victim}'s slots to its own port again",
+                lambda: _announced_ports(cluster, victim),
+            )
 
 
 async def test_auto_pipelined_primary_killed_other_shards_never_fail():

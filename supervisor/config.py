@@ -70,7 +70,9 @@ class SupervisorConfig:
         socket_timeout / socket_connect_timeout: seconds, per read and per connect;
             ``socket_timeout`` None (``"none"`` in a file) waits for a reply without
             limit, as redis-py does by default. A blocking command (``BLPOP``,
-            ``XREAD BLOCK``, ``WAIT``...) waits its own timeout on top of it.
+            ``XREAD BLOCK``, ``WAIT``...) waits its own timeout on top of it. A pooled
+            read past it is given up within an eighth of it more (one task keeps every
+            read's deadline: ``supervisor.connection.deadlines``).
         tcp_keepalive, tcp_keepalive_idle/interval/count: kernel keepalive probes.
         server_idle_timeout: the server's ``timeout`` when ``CONFIG GET`` is not
             allowed (managed Redis); otherwise it is read from the server.

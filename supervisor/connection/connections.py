@@ -2,11 +2,15 @@
 
 A connection from before an outage (an older generation) is never handed out as it is;
 ``last_used`` tells the idle refresh which to PING; ``dial`` marks one holding a dial slot.
-A write that cannot wait is handed to the socket without a timer (``send_packed_command``).
+A write that cannot wait is handed to the socket without a timer (``send_packed_command``),
+and a read's ``socket_timeout`` is kept by the supervisor's ``ReadDeadlines`` task instead
+of a timer of its own (``read_response``).
 """
 
 from __future__ import annotations
 
+import math
+import time
 from collections.abc import Iterable
 from typing import Any
 
@@ -16,8 +20,16 @@ from redis.asyncio.connection import (
     SSLConnection,
     UnixDomainSocketConnection,
 )
+from redis.exceptions import AuthenticationError, BusyLoadingError
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import TimeoutError as RedisTimeoutError
+
+from supervisor.connection.deadlines import ReadDeadlines
 
 __all__ = ("SupervisedConnection", "connection_class_for")
+
+_ANSWERS = (AuthenticationError, BusyLoadingError)
+"""Error replies redis-py raises as ``ConnectionError``s: the server answered."""
 
 
 class _Tracked:
@@ -25,6 +37,74 @@ class _Tracked:
     last_used: float = 0.0
     dial: bool = False
     """Handed out to be connected: it holds one of the pool's dial slots."""
+    deadlines: ReadDeadlines | None = None
+    """The supervisor's, on the class it binds (``ReadDeadlines.bind``)."""
+    read_due: float | None = None
+    _read_expired = False
+    _watched = False
+
+    async def read_response(
+        self,
+        disable_decoding: bool = False,
+        timeout: float | None = None,
+        *,
+        disconnect_on_error: bool = True,
+        push_request: bool | None = False,
+    ) -> Any:
+        """redis-py's read, its ``socket_timeout`` kept by ``ReadDeadlines``: the read only
+        stamps its deadline. A read with a timeout of its own, one that keeps its
+        connection on an error, or one while the task is not running is redis-py's,
+        timer and all."""
+        deadlines = self.deadlines
+        limit: float | None = self.socket_timeout  # type: ignore[attr-defined]
+        if (
+            timeout is not None
+            or limit is None
+            or not disconnect_on_error
+            or deadlines is None
+            or not deadlines.running
+        ):
+            return await super().read_response(  # type: ignore[misc]
+                disable_decoding,
+                timeout,
+                disconnect_on_error=disconnect_on_error,
+                push_request=push_request,
+            )
+        if not self._watched:
+            deadlines.watch(self)
+            self._watched = True
+        self._read_expired = False
+        self.read_due = time.monotonic() + limit
+        try:
+            return await super().read_response(  # type: ignore[misc]
+                disable_decoding, math.inf, push_request=push_request
+            )
+        except (RedisConnectionError, OSError, EOFError) as exc:
+            if self._read_expired and not isinstance(exc, _ANSWERS):
+                host = self._host_error()  # type: ignore[attr-defined]
+                raise RedisTimeoutError(f"Timeout reading from {host}") from None
+            raise
+        finally:
+            self.read_due = None
+            if self._read_expired:  # a reply that came as the deadline passed stands
+                await self.disconnect(nowait=True)  # type: ignore[attr-defined]
+
+    def expire_read(self) -> None:
+        """The read under way is past its deadline: as redis-py, the connection is given
+        up (its reply may still come, to nobody)."""
+        self._read_expired = True
+        self.read_due = None
+        writer = self._writer  # type: ignore[attr-defined]
+        if writer is not None:
+            writer.transport.abort()
+
+    def _reschedule_active_read_timeout(self, timeout: float | None) -> None:
+        """redis-py's maintenance notifications relax or restore the deadline of the read
+        under way: here it is the stamped one."""
+        if self.read_due is not None:
+            self.read_due = None if timeout is None else time.monotonic() + timeout
+            return
+        super()._reschedule_active_read_timeout(timeout)  # type: ignore[misc]
 
     async def send_packed_command(
         self, command: bytes | str | Iterable[bytes], check_health: bool = True
@@ -77,6 +157,13 @@ _TRACKED: dict[type[AbstractConnection], type[AbstractConnection]] = {
 }
 
 
-def connection_class_for(kwargs: dict[str, Any]) -> type[AbstractConnection]:
+def connection_class_for(
+    kwargs: dict[str, Any], deadlines: ReadDeadlines | None = None
+) -> type[AbstractConnection]:
+    """The tracked class for ``kwargs``' ``connection_class`` (popped), its reads watched
+    by ``deadlines`` when given; a class of the application's own is left as it is."""
     base: type[AbstractConnection] = kwargs.pop("connection_class", Connection)
-    return _TRACKED.get(base, base)
+    tracked = _TRACKED.get(base, base)
+    if deadlines is not None and issubclass(tracked, _Tracked):
+        return deadlines.bind(tracked)
+    return tracked

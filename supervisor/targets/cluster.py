@@ -28,6 +28,7 @@ from redis.exceptions import (
 from supervisor.causes import Cause
 from supervisor.config import SupervisorConfig
 from supervisor.connection.backoff import Backoff
+from supervisor.connection.deadlines import ReadDeadlines
 from supervisor.connection.gate import SlotGate
 from supervisor.connection.quiet import install as install_quiet
 from supervisor.connection.quiet import quiet_task
@@ -81,9 +82,11 @@ class ClusterSupervisor(Observable, AsyncContextManagerMixin):
         # rediss://: TLS on every connection, the client's and the probes' alike
         self._tls = urlsplit(config.url).scheme == "rediss"
         tls = {k: v for k, v in kwargs.items() if k.startswith("ssl_")} if self._tls else {}
+        self._deadlines = ReadDeadlines(config.socket_timeout) if config.socket_timeout else None
         self.client = SupervisedRedisCluster(
             **cluster_options(config, exclude=tls.keys()),
             owner=self,
+            deadlines=self._deadlines,
             idempotent=frozenset(config.idempotent_commands),
             lanes=ClusterLanes(max_waiters=config.max_waiters, retry_after=config.backoff_base)
             if config.auto_pipeline
@@ -188,6 +191,8 @@ class ClusterSupervisor(Observable, AsyncContextManagerMixin):
         try:
             async with anyio.create_task_group() as tg:
                 tg.start_soon(self._run)
+                if self._deadlines is not None:
+                    tg.start_soon(self._deadlines.run)
                 try:
                     yield self
                 finally:

@@ -15,7 +15,8 @@ These redis-py 8.1 behaviours are mended here, at their own depth:
   commands of healthy shards included. Here the refresh is only requested;
   redis-py's refresh then recycles each connection once its command is done.
 - redis-py's cluster builds every node's connections of its own class; here they are
-  the pool's (``supervisor.connection.connections``), whose plain writes pay no timer.
+  the pool's (``supervisor.connection.connections``), whose plain writes pay no timer
+  and whose reads' deadlines the supervisor's ``ReadDeadlines`` task keeps.
 - redis-py's cluster retries re-send writes whose reply was lost. The client
   here is built without them; ``SupervisedRedisCluster`` follows the single
   target's rule (``supervisor.connection.resend``): it re-sends only what cannot be applied
@@ -46,6 +47,7 @@ from supervisor.config import SupervisorConfig
 from supervisor.connection.autopipeline import may_pipeline
 from supervisor.connection.commands import READ_ONLY, command_name
 from supervisor.connection.connections import connection_class_for
+from supervisor.connection.deadlines import ReadDeadlines
 from supervisor.connection.gate import SlotGate
 from supervisor.connection.losses import describe
 from supervisor.connection.resend import Failure, failure_of, may_resend
@@ -162,11 +164,12 @@ class SupervisedRedisCluster(RedisCluster):
         owner: Owner,
         idempotent: frozenset[str],
         lanes: ClusterLanes | None = None,
+        deadlines: ReadDeadlines | None = None,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
         shared = self.connection_kwargs  # every node redis-py makes later is made of it
-        shared["connection_class"] = connection_class_for(dict(shared))
+        shared["connection_class"] = connection_class_for(dict(shared), deadlines)
         for node in self.nodes_manager.startup_nodes.values():
             node.connection_class = shared["connection_class"]
         self._lanes = lanes

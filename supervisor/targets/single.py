@@ -27,6 +27,7 @@ from supervisor.connection.autopipeline import Multiplexer
 from supervisor.connection.cache import ClientCache
 from supervisor.connection.cachestore import CacheStore
 from supervisor.connection.client import SupervisedRedis
+from supervisor.connection.deadlines import ReadDeadlines
 from supervisor.connection.gate import Admission, Gate
 from supervisor.connection.losses import Loss
 from supervisor.connection.pool import SupervisedConnectionPool, connection_class_for
@@ -72,7 +73,8 @@ class Supervisor(Observable, AsyncContextManagerMixin):
         super().__init__(config.target, event_buffer=config.event_buffer)
         kwargs = config.connection_kwargs()
         kwargs["retry"] = Retry(NoBackoff(), 0)
-        connection_class = connection_class_for(kwargs)
+        self._deadlines = ReadDeadlines(config.socket_timeout) if config.socket_timeout else None
+        connection_class = connection_class_for(kwargs, self._deadlines)
         self._connection_class = connection_class
         self._sentinel = (
             SentinelWatcher(
@@ -231,6 +233,8 @@ class Supervisor(Observable, AsyncContextManagerMixin):
         try:
             async with anyio.create_task_group() as tg:
                 tg.start_soon(self._run)
+                if self._deadlines is not None:
+                    tg.start_soon(self._deadlines.run)
                 if self._sentinel is not None and self._locator is not None:
                     tg.start_soon(self._watch_sentinels)
                 if self._cache is not None:

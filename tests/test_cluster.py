@@ -7,6 +7,7 @@ import random
 import anyio
 import anyio.lowlevel
 import pytest
+from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from supervisor import (
     ClusterSupervisor,
@@ -15,6 +16,7 @@ from supervisor import (
     OutcomeUnknown,
     StateChanged,
     SupervisorConfig,
+    SupervisorError,
     TopologyChanged,
     Unavailable,
 )
@@ -22,6 +24,7 @@ from supervisor.connection.connections import SupervisedConnection, SupervisedSS
 from supervisor.integrations.prometheus import Metrics
 from supervisor.service.run import health_response
 from supervisor.testing import ClusterSetup
+from tests.helpers.busy import SPIN, calls, spins_for
 from tests.helpers.events import state_is, until
 from tests.helpers.loops import Tally, bounded, poll
 from tests.helpers.proxy import FaultProxy
@@ -213,6 +216,34 @@ async def test_connections_the_server_closed_while_idle_are_not_used(cluster):
         for admin in admins:
             admin.config_set("timeout", 0)
             admin.close()
+
+
+async def test_a_read_slower_than_socket_timeout_on_one_shard_times_out_once(cluster):
+    """A slow script on one shard outlives ``socket_timeout`` (kept by the supervisor's
+    deadline task, not a timer per read): the server is busy, not lost, so the caller gets
+    redis-py's TimeoutError, the script ran once, and the other shards answer."""
+    shards = keys_by_shard(cluster)
+    victim, key = next(iter(shards.items()))
+    admin = cluster.node(victim).admin()
+    try:
+        spins = spins_for(admin, 800)
+        config = SupervisorConfig(
+            cluster_nodes=tuple(cluster.seeds),
+            socket_timeout=0.2,
+            health_check_timeout=3.0,  # the check after the timeout waits the script out
+            health_check_interval=5.0,
+        )
+        async with ClusterSupervisor(config) as sup:
+            await sup.wait_for(READY, timeout=10)
+            admin.config_resetstat()
+            with pytest.raises(RedisTimeoutError) as info:
+                await sup.client.eval_ro(SPIN, 1, key, spins)
+            assert not isinstance(info.value, SupervisorError)
+            assert calls(admin, "eval_ro") == 1
+            for other in shards.values():
+                assert await sup.client.get(f"{other}:absent") is None
+    finally:
+        admin.close()
 
 
 async def test_a_stopped_primarys_slots_fail_fast_and_the_rest_serve(held_cluster):

@@ -38,8 +38,11 @@ from supervisor.connection.resend import (
     Failure,
     blocking_timeout,
     claim_of,
+    explained,
     failure_of,
     may_resend,
+    needs_verdict,
+    stands,
 )
 from supervisor.connection.schedule import Showed
 from supervisor.errors import OutcomeUnknown, SupervisorError, Unavailable, also_a
@@ -50,7 +53,6 @@ _ATTEMPTS = 3
 _NOT_OURS = (SupervisorError,)
 _FAILURES = (RedisConnectionError, RedisTimeoutError, ReadOnlyError)
 _FAILURES_BATCH = (RedisConnectionError, RedisTimeoutError)
-_VERDICT_NEEDED = (Failure.TIMED_OUT, Failure.CLAIM)
 
 
 class SupervisedRedis(Redis):
@@ -172,8 +174,8 @@ class SupervisedRedis(Redis):
         timed_out = False
         for _ in range(_ATTEMPTS):
             failure = failure_of(exc)
-            if failure is Failure.ANSWER or (failure is Failure.TIMED_OUT and timed_out):
-                raise exc  # an answer, or a second timeout: the command's own, not an outage
+            if stands(failure, timed_out):
+                raise exc
             timed_out = timed_out or failure is Failure.TIMED_OUT
             generation = gate.generation
             error = describe(exc)
@@ -201,12 +203,12 @@ class SupervisedRedis(Redis):
                 if anyio.current_time() >= deadline:
                     raise watcher.unavailable("command_deadline passed before it went again")
             except Unavailable as refused:
-                if failure in _VERDICT_NEEDED:
+                if needs_verdict(failure):
                     seen = RedisTimeoutError if failure is Failure.TIMED_OUT else type(exc)
                     raise also_a(Unavailable, seen)(str(refused), cause=refused.cause) from exc
                 raise refused from exc
-            if failure in _VERDICT_NEEDED and gate.generation == generation:
-                raise exc  # the check found the target as it was: the error was this command's
+            if not explained(failure, generation, gate.generation):
+                raise exc
             if batch and not retryable and failure is Failure.CLAIM:
                 # a confirmed LOADING proves the first command was refused, not the rest
                 raise OutcomeUnknown(name, error) from exc

@@ -33,9 +33,14 @@ class Admission(enum.Enum):
 class _Waiting:
     """Bounded waiting for a change, the part both gates share: at most
     ``max_waiters`` at once, each until its deadline; cancellation is safe (the
-    count is restored on every path)."""
+    count is restored on every path).
+
+    ``generation`` grows each time the gate reopens after an outage: the verdict a
+    failed command reads off the gate (``resend.explained``).
+    """
 
     def __init__(self, *, max_waiters: int, fail_fast: bool) -> None:
+        self.generation = 0
         self.max_waiters = max_waiters
         self.fail_fast = fail_fast
         self._waiters = 0
@@ -80,15 +85,13 @@ class _Waiting:
 class Gate(_Waiting):
     """Lets commands through while open; makes them wait, bounded, otherwise.
 
-    ``generation`` grows each time the gate reopens after an outage:
-    connections made in an older generation are never handed out again.
+    Connections made in an older ``generation`` are never handed out again.
     """
 
     def __init__(self, *, max_waiters: int, fail_fast: bool) -> None:
         super().__init__(max_waiters=max_waiters, fail_fast=fail_fast)
         self.is_open = False
         self.admission = Admission.DOWN
-        self.generation = 0
 
     def set(
         self, admission: Admission, refusal: Refusal | None = None, *, new_generation: bool = False
@@ -145,9 +148,12 @@ class SlotGate(_Waiting):
         everything: bool = False,
         refusing: bool = False,
         refusal: Refusal | None = None,
+        new_generation: bool = False,
     ) -> None:
         """Hold back ``ranges`` (inclusive slot ranges), or every command; refuse
         them at once when waiting cannot help (the supervisor is closed)."""
+        if new_generation:
+            self.generation += 1
         before = (self._ranges, self._everything, self._refusing)
         self._ranges = ranges
         self._everything = everything or refusing

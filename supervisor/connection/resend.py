@@ -46,7 +46,16 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 from supervisor.causes import Cause
 from supervisor.connection.pool import NotSent
 
-__all__ = ("Failure", "blocking_timeout", "claim_of", "failure_of", "may_resend")
+__all__ = (
+    "Failure",
+    "blocking_timeout",
+    "claim_of",
+    "explained",
+    "failure_of",
+    "may_resend",
+    "needs_verdict",
+    "stands",
+)
 
 
 class Failure(Enum):
@@ -94,6 +103,26 @@ def may_resend(failure: Failure, retryable: bool) -> bool:
     it only reads (``retryable``). A read that timed out goes again only once the
     supervisor found an outage that explains the timeout."""
     return failure in (Failure.NOT_SENT, Failure.REFUSED, Failure.CLAIM) or retryable
+
+
+def stands(failure: Failure, timed_out_before: bool) -> bool:
+    """The error is the command's own, whatever the supervisor finds: an answer, or a
+    second timeout of the same command (a slow command stays slow)."""
+    return failure is Failure.ANSWER or (failure is Failure.TIMED_OUT and timed_out_before)
+
+
+def needs_verdict(failure: Failure) -> bool:
+    """A timeout or a claim: only the supervisor's check can tell an outage from the
+    command's own slowness, or a true claim from any server's error reply."""
+    return failure in (Failure.TIMED_OUT, Failure.CLAIM)
+
+
+def explained(failure: Failure, generation: int, now: int) -> bool:
+    """Whether the command may go again once the check after its failure is done: a
+    failure that needs a verdict only when the check found an outage (the gate's
+    ``generation`` went from ``generation`` to ``now``); a check that found the target
+    as it was leaves the error the command's own."""
+    return not needs_verdict(failure) or now != generation
 
 
 def claim_of(exc: BaseException) -> Cause:

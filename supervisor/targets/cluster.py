@@ -72,12 +72,14 @@ class ClusterSupervisor(Observable, AsyncContextManagerMixin):
         self._backoff = Backoff(
             config.backoff_base, config.backoff_cap, jitter=config.backoff_jitter
         )
-        self._generation = 0
         self._losses: dict[str, int] = {}
         self._outages: dict[str, int] = {}
         kwargs = config.connection_kwargs()
         kwargs.pop("connection_class", None)
         node_kwargs = {k: v for k, v in kwargs.items() if k not in ("host", "port", "db")}
+        # a check's replies have the check's deadline (health_check_timeout), as the
+        # single target's probe: a busy node that answers within it is up
+        node_kwargs["socket_timeout"] = None
         auth = {k: kwargs[k] for k in ("username", "password") if kwargs.get(k)}
         # rediss://: TLS on every connection, the client's and the probes' alike
         self._tls = urlsplit(config.url).scheme == "rediss"
@@ -135,7 +137,7 @@ class ClusterSupervisor(Observable, AsyncContextManagerMixin):
         failures = self._nodes.connect_failures
         return SupervisorStatistics(
             state=self._state,
-            generation=self._generation,
+            generation=self.gate.generation,
             connect_attempts=sum(failures.values()),
             connect_attempts_by_cause=dict(failures),
             connections_lost=sum(self._losses.values()),
@@ -308,9 +310,7 @@ class ClusterSupervisor(Observable, AsyncContextManagerMixin):
             outage = (was or Cause.NETWORK).value
             self._outages[outage] = self._outages.get(outage, 0) + 1
         if new is ConnectionState.READY:
-            if was_held or self._generation == 0:
-                self._generation += 1
-            self.gate.set(())
+            self.gate.set((), new_generation=was_held or self.gate.generation == 0)
         else:
             self.gate.set(
                 held,

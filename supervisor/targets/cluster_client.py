@@ -50,7 +50,7 @@ from supervisor.connection.connections import connection_class_for
 from supervisor.connection.deadlines import ReadDeadlines
 from supervisor.connection.gate import SlotGate
 from supervisor.connection.losses import describe
-from supervisor.connection.resend import Failure, failure_of, may_resend
+from supervisor.connection.resend import Failure, explained, failure_of, may_resend, stands
 from supervisor.errors import ConfigError, OutcomeUnknown, also_a
 from supervisor.targets.cluster_lanes import ClusterLanes
 
@@ -303,23 +303,31 @@ class SupervisedRedisCluster(RedisCluster):
         await gate.wait(slot, deadline)
 
     async def _recover(self, args: tuple[Any, ...], kwargs: dict[str, Any], exc: Exception) -> Any:
-        """The single target's rule (``resend.may_resend``); the wait is for a health
-        round that starts after the failure, and then for the command's slots to be
-        served, within the command deadline."""
+        """The single target's rule (``resend``: ``may_resend``, ``stands``, ``explained``);
+        the wait is for a health round that starts after the failure, and then for the
+        command's slots to be served, within the command deadline."""
         name = command_name(args)
         deadline = anyio.current_time() + self._owner.command_deadline
+        timed_out = False
         while True:
             failure = failure_of(exc)
-            if failure is Failure.ANSWER:
+            if stands(failure, timed_out):
                 raise exc
+            timed_out = timed_out or failure is Failure.TIMED_OUT
+            generation = self._gate.generation
             self._owner.command_failed(exc, failure)
             if not may_resend(failure, name in self._retryable):
-                timed_out = failure is Failure.TIMED_OUT
-                cls = also_a(OutcomeUnknown, type(exc)) if timed_out else OutcomeUnknown
+                cls = (
+                    also_a(OutcomeUnknown, type(exc))
+                    if failure is Failure.TIMED_OUT
+                    else OutcomeUnknown
+                )
                 raise cls(name, describe(exc)) from exc
             await self._owner.settled(deadline, describe(exc))
             if self._gate.closed:
                 await self._admit(args, kwargs, deadline)
+            if not explained(failure, generation, self._gate.generation):
+                raise exc
             try:
                 return await super().execute_command(*args, **kwargs)
             except _RECOVERABLE as again:

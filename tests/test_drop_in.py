@@ -114,6 +114,32 @@ async def test_a_write_the_server_does_not_take_times_out_as_a_write(server, sup
         assert await sup.client.get("big") is None
 
 
+async def test_bytes_a_client_left_in_info_do_not_stop_the_supervisor(server, supervise):
+    """INFO carries what clients sent: errorstats keeps an error reply's first word, here
+    two bytes that are not UTF-8. With ``decode_responses=True`` the supervisor still
+    reads the server's facts, becomes READY and serves."""
+    admin = server.admin()
+    try:
+        with pytest.raises(ResponseError):
+            admin.eval("return redis.error_reply(ARGV[1])", 0, b"\xff\xfe not utf-8")
+        assert b"errorstat_\xff\xfe" in _raw_info(admin)
+        async with supervise(server.url, decode_responses=True) as sup:
+            await sup.wait_for(READY, timeout=5)
+            assert await sup.client.ping() is True
+    finally:
+        admin.config_resetstat()
+        admin.close()
+
+
+def _raw_info(admin) -> bytes:  # type: ignore[no-untyped-def]
+    conn = admin.connection_pool.get_connection()
+    try:
+        conn.send_command("INFO", "errorstats")
+        return conn.read_response(disable_decoding=True)  # type: ignore[no-any-return]
+    finally:
+        admin.connection_pool.release(conn)
+
+
 async def test_blocking_command_waits_its_own_timeout(server, supervise):
     """BLPOP(timeout=1) and XREAD BLOCK with a 0.3 s socket_timeout wait their own
     timeout and return empty, as the server answers, instead of timing out."""

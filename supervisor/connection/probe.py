@@ -354,7 +354,9 @@ class Probe:
         try:
             with anyio.fail_after(self._timeout):
                 await conn.send_command(*args, check_health=False)
-                reply = await conn.read_response()
+                # raw bytes, decoded leniently by ``replies``: a server's INFO carries
+                # what clients sent (an error's first word in errorstats, client names)
+                reply = await conn.read_response(disable_decoding=True)
             self.step = None
             return reply
         except TimeoutError:

@@ -15,6 +15,7 @@ from redis.asyncio.connection import Connection, SSLConnection
 from redis.exceptions import RedisError
 
 from supervisor.causes import Cause
+from supervisor.connection import replies
 from supervisor.connection.probe import Probe, ProbeFailed
 from supervisor.events import NodeStateChanged
 from supervisor.targets.cluster_topology import ClusterNodeState, Row, parse_nodes
@@ -65,7 +66,7 @@ class ClusterNodes:
             except ProbeFailed as failure:
                 self.unanswered = f"{failure.cause.value}: {failure.detail}"
                 continue
-            rows = parse_nodes(raw.decode() if isinstance(raw, bytes) else str(raw))
+            rows = parse_nodes(replies.text(raw))
             self.known = [r.address for r in rows]
             self.source = address
             return rows

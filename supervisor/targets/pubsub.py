@@ -396,6 +396,5 @@ class SupervisedPubSub:
 
 
 async def _call(conn: AbstractConnection, *args: Any) -> Any:
-    """The handle's own command; its raw reply is decoded leniently by ``replies``."""
     await conn.send_command(*args, check_health=False)
     return await conn.read_response(disable_decoding=True, disconnect_on_error=False)

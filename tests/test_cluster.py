@@ -463,15 +463,15 @@ def asking_delete(admin, key: str) -> None:  # type: ignore[no-untyped-def]
 
 def _announced_ports(cluster: ClusterSetup, address: str) -> set[int]:
     """The client port every live node gives in CLUSTER SLOTS for ``address``'s slots."""
-    key_slot_owner = {}
+    ports: dict[int, int] = {}
     with cluster.node(address).admin() as admin:
         myid = admin.execute_command("CLUSTER", "MYID")
     for node in cluster.nodes:
         with node.admin() as admin:
             for _start, _end, primary, *_ in admin.execute_command("CLUSTER", "SLOTS"):
                 if primary[2] == myid:
-                    key_slot_owner[node.port] = int(primary[1])
-    return set(key_slot_owner.values())
+                    ports[node.port] = int(primary[1])
+    return set(ports.values())
 
 
 async def test_a_batch_cut_on_one_nodes_lane_resends_reads_never_doubles_a_write(cluster):

@@ -22,11 +22,11 @@ from typing import Any
 
 from redis.client import EMPTY_RESPONSE
 from redis.exceptions import ConnectionError as RedisConnectionError
-from redis.exceptions import ResponseError
+from redis.exceptions import DataError, ResponseError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from supervisor.causes import FlushCause
-from supervisor.connection.cacheable import FLUSHES, keys_read, keys_written
+from supervisor.connection.cacheable import FLUSHES, keys_written
 from supervisor.connection.cachestore import MISSING, CacheStore
 from supervisor.connection.commands import command_name
 from supervisor.connection.tracking import Tracker
@@ -39,7 +39,27 @@ _LOST = (RedisConnectionError, RedisTimeoutError)
 
 
 def _copy(reply: Any) -> Any:
-    return [_copy(v) for v in reply] if isinstance(reply, list) else reply
+    """A copy of every container in a reply: a caller that edits what it got never
+    edits the entry (nor another caller's answer)."""
+    kind = type(reply)
+    if kind is list:
+        return [_copy(v) for v in reply]
+    if kind is dict:
+        return {_copy(k): _copy(v) for k, v in reply.items()}
+    if kind is set:
+        return set(reply)
+    return reply
+
+
+def _wire(encode: Callable[[Any], Any], args: tuple[Any, ...]) -> tuple[bytes, ...]:
+    """The arguments as they go on the wire: ``1``, ``1.0`` and ``"1.0"`` are different
+    keys to redis-py's encoder (``b"1"``, ``b"1.0"``, ``b"1.0"``), and so they are here.
+    Raises redis-py's ``DataError`` for what redis-py would refuse to send."""
+    out = []
+    for arg in args:
+        value = encode(arg)
+        out.append(value if type(value) is bytes else bytes(value))
+    return tuple(out)
 
 
 class ClientCache:
@@ -74,75 +94,78 @@ class ClientCache:
         return None if proven == -math.inf else max(0.0, time.monotonic() - proven)
 
     async def read(
-        self, client: Any, args: tuple[Any, ...], options: dict[str, Any], send: Send
+        self, client: Any, name: str, args: tuple[Any, ...], options: dict[str, Any], send: Send
     ) -> Any:
+        """Answer a cacheable read; ``name`` is its command, upper-cased."""
         now = time.monotonic()
         if not self.serving(now):
             self.bypassed += 1
             return await send(*args, **options)
-        store = self.store
-        if args[0] == "MGET":
-            return await self._mget(client, args, options, send, now)
         try:
-            reply = store.get(args, now)
-        except TypeError:  # an argument that is not hashable: not for the cache
+            wire = _wire(self._encode, args[1:])
+        except DataError:  # redis-py refuses to send it: let it say so
             return await send(*args, **options)
+        if name == "MGET":
+            return await self._mget(client, args, wire, options, send, now)
+        store = self.store
+        ident = (name, *wire)
+        reply = store.get(ident, now)
         if reply is not MISSING:
             store.hits += 1
             return self._answer(client, args, options, reply)
         store.misses += 1
-        encode = self._encode
-        keys = (
-            [encode(k) for k in keys_read(args[0], args)]
-            if args[0] == "EXISTS"
-            else [encode(args[1])]
-        )
-        fetched = await self._fetch(keys, args)
+        keys = list(wire) if name == "EXISTS" else [wire[0]]
+        fetched = await self._fetch(keys, (name, *wire))
         if fetched is None:
             return await send(*args, **options)
         fetch, expires, reply = fetched
         try:
             if not isinstance(reply, Exception):
-                store.put(fetch, args, keys, reply, min(expires))
+                store.put(fetch, ident, keys, reply, min(expires))
         finally:
             store.end(fetch)
         return self._answer(client, args, options, reply)
 
     async def _mget(
-        self, client: Any, args: tuple[Any, ...], options: dict[str, Any], send: Send, now: float
+        self,
+        client: Any,
+        args: tuple[Any, ...],
+        wire: tuple[bytes, ...],
+        options: dict[str, Any],
+        send: Send,
+        now: float,
     ) -> Any:
-        """Only the keys not in the store are read, in one ``MGET``; each is stored as
-        its own ``GET``."""
+        """Only the keys not in the store are read, in one ``MGET``. A value is stored
+        as that key's ``GET``; a nil only as an ``MGET``'s, since ``GET`` of a key that
+        holds a list raises WRONGTYPE where ``MGET`` answers nil."""
         store = self.store
-        values: dict[Any, Any] = {}
-        missing: list[Any] = []
-        try:
-            for key in args[1:]:
-                if key not in values:
-                    values[key] = reply = store.get(("GET", key), now)
-                    if reply is MISSING:
-                        missing.append(key)
-        except TypeError:
-            return await send(*args, **options)
+        values: dict[bytes, Any] = {}
+        missing: list[bytes] = []
+        for key in wire:
+            if key not in values:
+                reply = store.get(("GET", key), now)
+                if reply is MISSING:
+                    reply = store.get(("MGET", key), now)
+                values[key] = reply
+                if reply is MISSING:
+                    missing.append(key)
         store.hits += len(values) - len(missing)
         if missing:
             store.misses += len(missing)
-            keys = [self._encode(k) for k in missing]
-            fetched = await self._fetch(keys, ("MGET", *missing))
+            fetched = await self._fetch(missing, ("MGET", *missing))
             if fetched is None:
                 return await send(*args, **options)
             fetch, expires_each, reply = fetched
             try:
                 if isinstance(reply, Exception):
                     raise reply
-                for key, encoded, expires, value in zip(
-                    missing, keys, expires_each, reply, strict=True
-                ):
+                for key, expires, value in zip(missing, expires_each, reply, strict=True):
                     values[key] = value
-                    store.put(fetch, ("GET", key), [encoded], value, expires)
+                    ident = ("MGET" if value is None else "GET", key)
+                    store.put(fetch, ident, [key], value, expires)
             finally:
                 store.end(fetch)
-        return self._answer(client, ("MGET",), options, [values[k] for k in args[1:]])
+        return self._answer(client, ("MGET",), options, [values[k] for k in wire])
 
     async def _fetch(self, keys: list[bytes], command: tuple[Any, ...]) -> Any:
         """Send ``PTTL`` of each key, then ``command``, on the tracker's connection in
@@ -183,8 +206,7 @@ class ClientCache:
             if EMPTY_RESPONSE in options and isinstance(reply, ResponseError):
                 return options[EMPTY_RESPONSE]
             raise reply
-        if type(reply) is list:
-            reply = _copy(reply)
+        reply = _copy(reply)
         callback = client.response_callbacks.get(args[0])
         if callback is None:
             return reply
@@ -203,4 +225,8 @@ class ClientCache:
         if keys is None:
             self.barrier = time.monotonic()
         elif keys:
-            self.store.invalidate([self._encode(k) for k in keys])
+            try:
+                wire = _wire(self._encode, tuple(keys))
+            except DataError:  # redis-py refused to send it: nothing changed
+                return
+            self.store.invalidate(wire)

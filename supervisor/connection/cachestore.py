@@ -52,8 +52,12 @@ def estimate(value: Any) -> int:
     """Bytes a reply holds, as CPython stores it (close, not exact)."""
     if isinstance(value, (bytes, str)):
         return 33 + len(value)
-    if isinstance(value, list):
+    if isinstance(value, (list, tuple)):
         return 56 + 8 * len(value) + sum(estimate(v) for v in value)
+    if isinstance(value, dict):
+        return 64 + 50 * len(value) + sum(estimate(k) + estimate(v) for k, v in value.items())
+    if isinstance(value, (set, frozenset)):
+        return 216 + 40 * len(value) + sum(estimate(v) for v in value)
     return 32
 
 

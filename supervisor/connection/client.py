@@ -28,7 +28,7 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 from supervisor.connection.autopipeline import Multiplexer, may_pipeline
 from supervisor.connection.cache import ClientCache
 from supervisor.connection.cacheable import CACHEABLE
-from supervisor.connection.commands import READ_ONLY, command_name
+from supervisor.connection.commands import READ_ONLY, command_name, reads_only
 from supervisor.connection.losses import Loss, Reported, Watcher, describe
 from supervisor.connection.pool import NotSent, SupervisedConnectionPool
 from supervisor.connection.quiet import ERRORS as quiet_errors
@@ -111,10 +111,10 @@ class SupervisedRedis(Redis):
         write changed is dropped from it once the write is answered or failed."""
         cache = self._cache
         assert cache is not None
-        name = args[0]
+        name = command_name(args)
         if name in CACHEABLE and not self.single_connection_client and NEVER_DECODE not in options:
-            return await cache.read(self, args, options, self._uncached)
-        if name in READ_ONLY:
+            return await cache.read(self, name, args, options, self._uncached)
+        if reads_only(name, args):
             return await self._uncached(*args, **options)
         try:
             return await self._uncached(*args, **options)
@@ -250,7 +250,7 @@ class SupervisedPipeline(Pipeline):
             cache = self._client._cache
             if cache is not None:  # what the batch wrote, answered or not, is not served
                 for args, _ in stack:
-                    if args[0] not in READ_ONLY:
+                    if not reads_only(command_name(args), args):
                         cache.wrote(args)
 
     async def _execute(self, stack: list[Any], raise_on_error: bool) -> list[Any]:

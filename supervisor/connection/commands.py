@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import Final
 
-__all__ = ("READ_ONLY", "command_name")
+__all__ = ("READ_ONLY", "command_name", "reads_only")
 
 READ_ONLY: Final[frozenset[str]] = frozenset(
     """
@@ -34,3 +34,22 @@ def command_name(args: tuple[object, ...]) -> str:
     first = args[0] if args else ""
     name = first.decode() if isinstance(first, bytes) else str(first)
     return name.split(" ", 1)[0].upper()
+
+
+_STORES = frozenset({"SORT", "GEORADIUS", "GEORADIUSBYMEMBER"})
+"""Reads unless an argument says ``STORE`` or ``STOREDIST``."""
+
+
+def reads_only(name: str, args: tuple[object, ...]) -> bool:
+    """Whether a command (``name`` from ``command_name``) changes no data: a read by
+    ``READ_ONLY``, or one of the commands that read unless their arguments say
+    otherwise (``XREAD``, ``SORT`` without ``STORE``)."""
+    if name in READ_ONLY or name == "XREAD":
+        return True
+    if name in _STORES:
+        for arg in args[1:]:
+            word = arg.decode("latin-1") if isinstance(arg, bytes) else arg
+            if isinstance(word, str) and word.upper() in ("STORE", "STOREDIST"):
+                return False
+        return True
+    return False

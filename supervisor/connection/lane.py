@@ -27,13 +27,24 @@ from supervisor.connection.losses import Loss, Reported, describe
 from supervisor.connection.pool import NotSent
 from supervisor.connection.schedule import Showed
 
-__all__ = ("MAX_BATCH_BYTES", "MAX_BATCH_COMMANDS", "Lane", "Reporter", "unsent")
+__all__ = (
+    "MAX_BATCH_BYTES",
+    "MAX_BATCH_COMMANDS",
+    "NOT_ENOUGH_DATA",
+    "Lane",
+    "Reporter",
+    "unsent",
+)
 
 MAX_BATCH_COMMANDS = 512
 MAX_BATCH_BYTES = 256 * 1024
 
 _PUSH: Any = getattr(hiredis, "PushNotification", ())
 """hiredis's type for a RESP3 push message (a list)."""
+
+NOT_ENOUGH_DATA: Any = object()
+"""What a reader returns for "no complete reply yet": hiredis's default is ``False``,
+which is also RESP3's boolean false (``#f``), a reply like any other."""
 
 
 class Reporter(Protocol):
@@ -69,7 +80,10 @@ class Lane(asyncio.Protocol):
         self.last_used = self._loop.time()
         self._timer: asyncio.TimerHandle | None = None
         encoder = connection.encoder
-        kwargs: dict[str, Any] = {"protocolError": InvalidResponse}
+        kwargs: dict[str, Any] = {
+            "protocolError": InvalidResponse,
+            "notEnoughData": NOT_ENOUGH_DATA,
+        }
         kwargs["replyError"] = connection._parser.parse_error
         if encoder.decode_responses:
             kwargs["encoding"] = encoder.encoding
@@ -140,7 +154,7 @@ class Lane(asyncio.Protocol):
         reader.feed(data)
         inflight = self._inflight
         try:
-            while (reply := reader.gets()) is not False:
+            while (reply := reader.gets()) is not NOT_ENOUGH_DATA:
                 if type(reply) is _PUSH:  # RESP3: no caller's reply, never one's place in line
                     if self._on_push is not None:
                         self._on_push(reply)

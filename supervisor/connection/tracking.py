@@ -45,7 +45,7 @@ from supervisor.causes import FlushCause
 from supervisor.connection.backoff import Backoff
 from supervisor.connection.cachestore import CacheStore
 from supervisor.connection.gate import Gate
-from supervisor.connection.lane import Lane
+from supervisor.connection.lane import NOT_ENOUGH_DATA, Lane
 from supervisor.connection.losses import Loss, Watcher, describe
 from supervisor.connection.probe import drop
 from supervisor.connection.quiet import quiet_task
@@ -79,7 +79,9 @@ class _Stream(asyncio.Protocol):
         self._broken = broken
         self._loop = asyncio.get_running_loop()
         self._pongs: deque[asyncio.Future[None]] = deque()
-        self._reader = hiredis.Reader(protocolError=InvalidResponse, replyError=ResponseError)
+        self._reader = hiredis.Reader(
+            protocolError=InvalidResponse, replyError=ResponseError, notEnoughData=NOT_ENOUGH_DATA
+        )
         self._transport: asyncio.Transport = connection._writer.transport
         self._transport.set_protocol(self)
 
@@ -96,7 +98,7 @@ class _Stream(asyncio.Protocol):
         reader = self._reader
         reader.feed(data)
         try:
-            while (message := reader.gets()) is not False:
+            while (message := reader.gets()) is not NOT_ENOUGH_DATA:
                 self._handle(message)
         except (InvalidResponse, IndexError, TypeError) as exc:
             self.fail(FlushCause.STREAM_LOST, f"protocol error on the invalidation stream: {exc}")

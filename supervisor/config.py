@@ -293,12 +293,12 @@ def _check_password(c: SupervisorConfig) -> None:
     if given and not all(isinstance(getattr(c, k), str) and getattr(c, k) for k in given):
         raise ConfigError(f"{given[0]} must be a non-empty string or unset")
     options = c.redis_options
-    in_url = dict(parse_url(c.url)).get("password") or (
-        isinstance(options, Mapping) and "password" in options
-    )
-    if len(given) > 1 or (given and in_url):
-        where = [*given, *(["the url or redis_options"] if in_url else [])]
-        raise ConfigError(f"the password is set in {' and in '.join(where)}: set it in one place")
+    if dict(parse_url(c.url)).get("password"):
+        given.append("the url")
+    if isinstance(options, Mapping) and "password" in options:
+        given.append("redis_options")
+    if len(given) > 1:
+        raise ConfigError(f"the password is set in {' and in '.join(given)}: set it in one place")
     if c.password_file is not None:
         read_secret(c.password_file)
 

@@ -229,6 +229,7 @@ async def test_bounds_in_entries_and_bytes(shared_server, supervise):
         ("kill reader", FlushCause.READER_LOST),
         ("flushall", FlushCause.SERVER_FLUSH),
         ("swapdb", FlushCause.SWAPDB),
+        ("swapdb and resetstat", FlushCause.SWAPDB),
         ("stop", FlushCause.STALLED),
         ("restart", None),
     ],
@@ -249,6 +250,11 @@ async def test_each_fault_flushes_with_its_cause(server, supervise, fault, cause
                 admin.flushall()
             elif fault == "swapdb":
                 admin.execute_command("SWAPDB", 0, 1)
+            elif fault == "swapdb and resetstat":  # one MULTI: the counter goes back to 0
+                pipe = admin.pipeline(transaction=True)
+                pipe.execute_command("SWAPDB", 0, 1)
+                pipe.execute_command("CONFIG", "RESETSTAT")
+                pipe.execute()
             elif fault == "stop":
                 server.stop()
             elif fault == "restart":
@@ -369,4 +375,53 @@ async def test_the_caches_counters_in_otel_and_prometheus(server, supervise):
         }
         assert by_cause == {c.value: float(c is FlushCause.SERVER_FLUSH) for c in FlushCause}
         assert families["supervisor_cache_size_bytes"].type == "gauge"
+    admin.close()
+
+
+async def test_maps_count_their_size_against_cache_max_bytes(server, supervise):
+    """RESP3 answers HGETALL with a map: its bytes count, so 20 hashes of half a
+    megabyte never sit under a 1 MB cap."""
+    admin = server.admin()
+    field = b"x" * 1000
+    for i in range(20):
+        admin.hset(f"h{i}", mapping={f"f{n}": field for n in range(500)})
+    cap = 1024 * 1024
+    async with supervise(
+        server.url, **CACHE, cache_max_bytes=cap, redis_options={"protocol": 3}
+    ) as sup:
+        await proven(sup)
+        for i in range(20):
+            assert len(await sup.client.hgetall(f"h{i}")) == 500
+        stats = cache_of(sup)
+        assert stats.bytes <= cap, stats
+        assert stats.entries <= 2, stats
+        assert stats.evictions >= 18, stats
+    admin.close()
+
+
+async def test_reads_outside_the_cached_list_hold_no_hit_back(shared_server, supervise):
+    """Reads the cache does not answer (XREAD, SORT without STORE, XINFO STREAM, any
+    read in lower case) change nothing: the next cacheable read is still a hit."""
+    admin = shared_server.admin()
+    admin.set("plain", "v")
+    admin.xadd("stream", {"f": "v"})
+    admin.rpush("list", "b", "a")
+    async with supervise(shared_server.url, **CACHE) as sup:
+        client = sup.client
+        await proven(sup)
+        assert await client.get("plain") == b"v"
+        reads = [
+            lambda: client.xread({"stream": 0}),
+            lambda: client.sort("list", alpha=True),
+            lambda: client.xinfo_stream("stream"),
+            lambda: client.execute_command("strlen", "plain"),
+            lambda: client.execute_command("get", "plain"),
+        ]
+        for read in reads:
+            before = cache_of(sup).hits
+            await read()
+            assert await client.get("plain") == b"v"
+            stats = cache_of(sup)
+            assert stats.hits >= before + 1 and stats.bypassed == 0, (read, stats)
+    admin.delete("plain", "stream", "list")
     admin.close()

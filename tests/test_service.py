@@ -138,6 +138,9 @@ def test_sigint_also_stops_cleanly(shared_server, tmp_path):
         ('[targets.main]\nurl = "http://nope"\n', "scheme 'http'"),
         ("[targets]\n", "[targets] is empty"),
         ("url = 'redis://127.0.0.1:6379/0'\noffline = 'never'\n", "offline"),
+        ('[monitor]\ninterval = nan\n[targets.main]\nurl = "redis://x:1/0"\n', "got nan"),
+        ('[monitor]\ninterval = 0.0001\n[targets.main]\nurl = "redis://x:1/0"\n', "0.0001"),
+        ('[monitor]\ninterval = inf\n[targets.main]\nurl = "redis://x:1/0"\n', "got inf"),
     ],
 )
 def test_bad_config_exits_2_naming_key_and_file(tmp_path, text, named):

@@ -90,6 +90,11 @@ async def test_the_password_from_the_environment_or_a_file(protected: RedisServe
             {"SUPERVISOR_URL": f"redis://:{SECRET}@127.0.0.1:1/0", "SUPERVISOR_PASSWORD": SECRET}
         )
     assert SECRET not in str(info.value)
+    with pytest.raises(ConfigError, match="the url and in redis_options") as info:
+        SupervisorConfig(
+            url=f"redis://:{SECRET}@127.0.0.1:1/0", redis_options={"password": SECRET + "x"}
+        )
+    assert SECRET not in str(info.value)
     with pytest.raises(ConfigError, match=r"password_file .*No such file"):
         SupervisorConfig(password_file=str(tmp_path / "missing"))
 

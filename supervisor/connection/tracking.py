@@ -140,16 +140,31 @@ class _Stream(asyncio.Protocol):
                 pong.exception()
 
 
-def _swapdb_calls(reply: Any) -> int | None:
+def _calls(text: bytes, name: bytes) -> int:
+    at = text.find(b"cmdstat_" + name + b":calls=")
+    if at < 0:
+        return 0
+    start = at + len(name) + 15
+    end = text.find(b",", start)
+    return int(text[start:end])
+
+
+def _swapdb_calls(reply: Any) -> tuple[int, int] | None:
+    """How many ``SWAPDB`` and ``INFO`` calls the server counted, or None when it
+    refused ``INFO``. ``CONFIG RESETSTAT`` sets both back to 0, which would hide a
+    ``SWAPDB`` in the same round: the tracker's own ``INFO`` of the round before makes
+    the ``INFO`` count grow by at least one, so a count that did not is a reset."""
     if isinstance(reply, Exception):
         return None
     text = reply if isinstance(reply, bytes) else str(reply).encode()
-    at = text.find(b"cmdstat_swapdb:calls=")
-    if at < 0:
-        return 0
-    start = at + len(b"cmdstat_swapdb:calls=")
-    end = text.find(b",", start)
-    return int(text[start:end])
+    return _calls(text, b"swapdb"), _calls(text, b"info")
+
+
+def _swapped(before: tuple[int, int] | None, now: tuple[int, int] | None) -> bool:
+    """Whether a ``SWAPDB`` may have run between two rounds' counts."""
+    if before is None or now is None:
+        return before != now
+    return now[0] != before[0] or now[1] <= before[1]
 
 
 class Tracker:
@@ -184,7 +199,7 @@ class Tracker:
         """The gate's generation the connections belong to; -1 while there are none."""
         self.lane: Lane | None = None
         self._stream: _Stream | None = None
-        self._swaps: int | None = None
+        self._swaps: tuple[int, int] | None = None
         self._check: tuple[str, ...] = ("PING",)
         self.ready = False
         """The supervisor finds its target answering (READY or OVERLOADED): while it does
@@ -267,9 +282,9 @@ class Tracker:
                     info.exception()  # retrieved: the round is over either way
             if self.swapdb_seen:
                 swaps = _swapdb_calls(reply)
-                if swaps != self._swaps:
-                    self._swaps = swaps
-                    self.flush(FlushCause.SWAPDB, "SWAPDB ran on the server")
+                if _swapped(self._swaps, swaps):
+                    self.flush(FlushCause.SWAPDB, "SWAPDB ran, or the statistics were reset")
+                self._swaps = swaps
             if self.generation == generation and ready and self.ready:
                 self.proven_at = sent
                 self._backoff.reset()

@@ -17,6 +17,7 @@ from typing import Any, TypeVar
 
 from supervisor.config import SupervisorConfig
 from supervisor.errors import ConfigError
+from supervisor.options import MAX_SECONDS
 from supervisor.service.monitor import MonitorConfig
 from supervisor.sources import env_overrides, read_toml, service_env_overrides
 
@@ -81,9 +82,28 @@ class ServiceConfig:
         monitor = _section(MonitorConfig, _table(values, "monitor", file), f"{file} [monitor]")
         if http.enabled and not 0 <= http.port <= 65535:
             raise ConfigError(f"{file} [http]: port must be 0..65535, got {http.port}")
-        if monitor.interval <= 0:
-            raise ConfigError(f"{file} [monitor]: interval must be > 0, got {monitor.interval}")
+        _check_monitor(monitor, f"{file} [monitor]")
         return cls(targets=targets, http=http, monitor=monitor)
+
+
+MONITOR_MIN_INTERVAL = 0.05
+"""Seconds: each sample is a few ``INFO`` calls, and sampling faster only loads the server."""
+
+
+def _check_monitor(monitor: MonitorConfig, where: str) -> None:
+    interval = monitor.interval
+    if (
+        isinstance(interval, bool)
+        or not isinstance(interval, (int, float))
+        or not MONITOR_MIN_INTERVAL <= interval < MAX_SECONDS
+    ):
+        raise ConfigError(
+            f"{where}: interval must be a number of seconds from {MONITOR_MIN_INTERVAL:g} to "
+            f"below {MAX_SECONDS:g}, got {interval!r}"
+        )
+    ratio = monitor.clients_ratio
+    if isinstance(ratio, bool) or not isinstance(ratio, (int, float)) or not 0 < ratio <= 1:
+        raise ConfigError(f"{where}: clients_ratio must be a share from 0 to 1, got {ratio!r}")
 
 
 def _table(values: Mapping[str, Any], key: str, file: Path, prefix: str = "") -> dict[str, Any]:

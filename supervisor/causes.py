@@ -31,6 +31,9 @@ class FlushCause(enum.Enum):
     """``SWAPDB`` ran on the server (it sends no invalidation)."""
     LOCAL_FLUSH = "local_flush"
     """``FLUSHALL``, ``FLUSHDB`` or ``SWAPDB`` through ``sup.client``."""
+    REPLICA = "replica"
+    """The server says it is a replica (``role:slave``): it applies its master's writes
+    later than they were acknowledged, so nothing is served until it is a master."""
 
 
 class Cause(enum.Enum):

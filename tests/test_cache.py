@@ -425,3 +425,36 @@ async def test_reads_outside_the_cached_list_hold_no_hit_back(shared_server, sup
             assert stats.hits >= before + 1 and stats.bypassed == 0, (read, stats)
     admin.delete("plain", "stream", "list")
     admin.close()
+
+
+async def test_a_replica_url_is_served_uncached(supervise):
+    """A replica applies what its master acknowledged later: while the server says
+    role:slave, no read is answered from the cache, and the cache says why once."""
+    master = make_server()
+    replica = make_server("--replicaof", "127.0.0.1", str(master.port))  # type: ignore[attr-defined]
+    primary, follower = master.admin(), replica.admin()
+    try:
+        await poll(
+            lambda: follower.info("replication").get("master_link_status") == "up",
+            "the replica's link to its master",
+        )
+        primary.set("k", "v1")
+        assert primary.wait(1, 5000) == 1
+        async with supervise(replica.url, **CACHE) as sup, sup.subscribe() as events:
+            await sup.wait_for(READY, timeout=10)
+            flushed = await until(
+                events, lambda e: isinstance(e, CacheFlushed) and e.cause is FlushCause.REPLICA
+            )
+            assert "role:slave" in flushed.detail
+            for value in (b"v1", b"v2", b"v3"):
+                primary.set("k", value)
+                assert primary.wait(1, 5000) == 1
+                assert await sup.client.get("k") == value
+                assert await sup.client.get("k") == value
+            stats = cache_of(sup)
+            assert stats.hits == 0 and stats.bypassed >= 6, stats
+    finally:
+        primary.close()
+        follower.close()
+        replica.close()
+        master.close()

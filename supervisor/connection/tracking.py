@@ -8,11 +8,13 @@ ever runs on either, so nothing it sends (``CLIENT TRACKING off``, ``RESET``) ca
 change what the server tracks for the cache.
 
 The proof: every ``max_staleness / 4`` the tracker sends a PING on the stream and
-``INFO commandstats`` on the reader at one moment ``T``. The server answers each
+``INFO replication commandstats`` on the reader at one moment ``T``. The server answers each
 after it read it, so after ``T``; and it queued the invalidation of every write it
 had applied by then before that answer, on the same ordered connection. When both
 answers are in, every write acknowledged before ``T`` has been applied to the
-store: ``proven_at = T``. ``INFO commandstats`` also tells a ``SWAPDB``, the one
+store: ``proven_at = T``. That holds on a master only: a replica applies writes
+its master acknowledged later, so while ``INFO`` says ``role:slave`` nothing is
+proven (and what was stored goes). ``INFO commandstats`` also tells a ``SWAPDB``, the one
 change to the data the server sends no invalidation for. The reader's answer also
 proves the reader was alive: the server forgets what a connection tracked when it
 closes, so an entry read on a connection is valid only while it lives.
@@ -154,9 +156,9 @@ def _swapdb_calls(reply: Any) -> tuple[int, int] | None:
     refused ``INFO``. ``CONFIG RESETSTAT`` sets both back to 0, which would hide a
     ``SWAPDB`` in the same round: the tracker's own ``INFO`` of the round before makes
     the ``INFO`` count grow by at least one, so a count that did not is a reset."""
-    if isinstance(reply, Exception):
+    if reply is None or isinstance(reply, Exception):
         return None
-    text = reply if isinstance(reply, bytes) else str(reply).encode()
+    text = _as_bytes(reply)
     return _calls(text, b"swapdb"), _calls(text, b"info")
 
 
@@ -165,6 +167,30 @@ def _swapped(before: tuple[int, int] | None, now: tuple[int, int] | None) -> boo
     if before is None or now is None:
         return before != now
     return now[0] != before[0] or now[1] <= before[1]
+
+
+_ROLE_SLAVE = b"role:slave"
+
+_CHECKS: tuple[tuple[str, ...], ...] = (
+    ("INFO", "replication", "commandstats"),
+    ("INFO", "commandstats"),  # a server before Redis 7 takes one section
+)
+
+
+def _as_bytes(reply: Any) -> bytes:
+    return reply if isinstance(reply, bytes) else str(reply).encode()
+
+
+async def _first_answered(connection: Any) -> tuple[tuple[str, ...], Any]:
+    """The round's check this server and user answer, and its first answer; ``PING``
+    (and None) when ``INFO`` is refused."""
+    for check in _CHECKS:
+        await connection.send_command(*check)
+        try:
+            return check, await connection.read_response()
+        except ResponseError:
+            continue
+    return ("PING",), None
 
 
 class Tracker:
@@ -207,6 +233,8 @@ class Tracker:
         primary may be acknowledging."""
         self.swapdb_seen = True
         """False when the server refuses ``INFO`` to this user: a ``SWAPDB`` goes unseen."""
+        self.replica = False
+        """The server said ``role:slave`` in the last round: nothing is proven."""
 
     async def run(self) -> None:
         quiet_task()
@@ -285,7 +313,8 @@ class Tracker:
                 if _swapped(self._swaps, swaps):
                     self.flush(FlushCause.SWAPDB, "SWAPDB ran, or the statistics were reset")
                 self._swaps = swaps
-            if self.generation == generation and ready and self.ready:
+                self._role(reply)
+            if self.generation == generation and ready and self.ready and not self.replica:
                 self.proven_at = sent
                 self._backoff.reset()
 
@@ -309,16 +338,13 @@ class Tracker:
             await connection.connect()
             await connection.send_command("CLIENT", "TRACKING", "ON", "REDIRECT", client_id)
             await connection.read_response()
-            await connection.send_command("INFO", "commandstats")
-            try:
-                self._swaps = _swapdb_calls(await connection.read_response())
-            except ResponseError:
-                self._swaps = None
+            self._check, reply = await _first_answered(connection)
+            self._swaps = _swapdb_calls(reply)
             self.swapdb_seen = self._swaps is not None
+            self._role(reply)
         except BaseException:
             await drop(connection)
             raise
-        self._check = ("INFO", "commandstats") if self.swapdb_seen else ("PING",)
         return Lane(
             connection,
             generation,
@@ -327,6 +353,19 @@ class Tracker:
             on_close=self._reader_closed,
             on_push=self._reader_pushed,
         )
+
+    def _role(self, reply: Any) -> None:
+        """Follow the server's role (``INFO replication``): entries read on a replica
+        may predate writes its master acknowledged, so they go when it becomes one."""
+        replica = isinstance(reply, (bytes, str)) and _ROLE_SLAVE in _as_bytes(reply)
+        if replica and not self.replica:
+            self.proven_at = -math.inf
+            self.flush(
+                FlushCause.REPLICA,
+                "the server is a replica (role:slave): reads go to it uncached until it is "
+                "a master; point the url at the master to use the cache",
+            )
+        self.replica = replica
 
     def _stream_broken(self, cause: FlushCause, detail: str) -> None:
         if cause is FlushCause.STREAM_LOST:

@@ -14,7 +14,7 @@ from supervisor import (
     Message,
     Resubscribed,
 )
-from tests.helpers.events import Recorder, health_rounds
+from tests.helpers.events import Recorder, health_rounds, until
 
 READY = ConnectionState.READY
 
@@ -61,4 +61,34 @@ async def test_least_privilege_user_is_supervised(server, supervise, rules, refu
     assert {a.name for a in alerts} == {"command_not_allowed"}
     for rule in refused:
         assert any(rule in a.detail for a in alerts), [a.detail for a in alerts]
+    admin.close()
+
+
+async def test_cache_for_a_user_without_the_invalidation_channel(server, supervise):
+    """Redis 7's default ``acl-pubsub-default resetchannels``: SUBSCRIBE
+    __redis__:invalidate is refused. Said once, reads go uncached, and the cache does
+    not redial: waiting does not grant a channel."""
+    admin = server.admin()
+    admin.acl_setuser("app", enabled=True, passwords=["+app-pw"], keys=["*"], commands=["+@all"])
+    url = f"redis://app:app-pw@127.0.0.1:{server.port}/0"
+    admin.set("k", "v")
+    recorded = Recorder()
+    async with supervise(url, client_cache=True, cache_max_staleness=0.1) as sup:
+        async with sup.subscribe() as events, sup.subscribe() as watch:
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(recorded.record, events)
+                await sup.wait_for(READY, timeout=5)
+                await until(watch, lambda e: isinstance(e, Alert))
+                dialed = int(admin.info("stats")["total_connections_received"])
+                await health_rounds(sup, 10)
+                for _ in range(3):
+                    assert await sup.client.get("k") == b"v"
+                redials = int(admin.info("stats")["total_connections_received"]) - dialed
+                tg.cancel_scope.cancel()
+        stats = sup.statistics().cache
+        assert stats is not None and stats.hits == 0, stats
+    alerts = recorded.of(Alert)
+    assert len(alerts) == 1, alerts
+    assert "&__redis__:invalidate" in alerts[0].detail and "app-pw" not in alerts[0].detail
+    assert redials <= 1, f"the cache redialed {redials} times while refused"
     admin.close()

@@ -65,6 +65,28 @@ class _Broken(Exception):
         self.cause = cause
 
 
+class _Refused(Exception):
+    """The server refused what the cache needs (an ACL without the invalidation
+    channel, ``CLIENT TRACKING`` not allowed): waiting does not fix it."""
+
+
+REFUSED_RETRY = 300.0
+"""Seconds before asking again after a refusal: an operator may grant it meanwhile."""
+
+
+async def _asked(connection: Any, *command: Any) -> Any:
+    await connection.send_command(*command)
+    try:
+        return await connection.read_response()
+    except ResponseError as exc:
+        raise _Refused(
+            f"the server refused the cache's {' '.join(map(str, command))} ({exc}): reads go "
+            "to the server uncached; allow it for this user (for SUBSCRIBE: ACL SETUSER "
+            "<user> &__redis__:invalidate) or turn client_cache off. Asked again every "
+            f"{REFUSED_RETRY:g} s"
+        ) from None
+
+
 class _Stream(asyncio.Protocol):
     """The subscribed connection: applies each invalidation to the store as it
     arrives, and answers the tracker's PINGs in order with them."""
@@ -209,6 +231,7 @@ class Tracker:
         backoff_base: float,
         backoff_cap: float,
         flushed: Flushed,
+        alert: Callable[[str], None],
     ) -> None:
         self._pool = pool
         self._store = store
@@ -219,6 +242,9 @@ class Tracker:
         self._open_timeout = open_timeout
         self._backoff = Backoff(backoff_base, backoff_cap)
         self._flushed = flushed
+        self._alert = alert
+        self.refused = False
+        """The server refused what the cache needs; said once (``alert``)."""
         self.proven_at = -math.inf
         """``time.monotonic()`` of the last round that proved the store complete."""
         self.generation = -1
@@ -244,15 +270,21 @@ class Tracker:
             # and while the server turns new connections away, the cache does not dial
             while not gate.is_open or not pool.dialing:  # noqa: ASYNC110
                 await anyio.sleep(self.interval)
+            pause = None
             try:
                 await self._session()
             except _Broken as exc:
                 self.broken(exc.cause, str(exc))
+            except _Refused as exc:
+                if not self.refused:
+                    self._alert(str(exc))
+                self.refused = True
+                pause = REFUSED_RETRY
             except Exception as exc:  # whatever it was, the supervisor goes on; the cache waits
                 self.broken(FlushCause.STREAM_LOST, describe(exc))
             finally:
                 self._close_connections()
-            await anyio.sleep(self._backoff.next_delay())
+            await anyio.sleep(pause or self._backoff.next_delay())
 
     def target_ready(self, ready: bool) -> None:
         """The supervisor's state changed: nothing is served while it is not ready,
@@ -288,6 +320,7 @@ class Tracker:
             self._stream = stream
             self.lane = await self._open_reader(client_id, generation)
         self.generation = generation
+        self.refused = False
         lane = self.lane
         while True:
             await anyio.sleep(self.interval)
@@ -323,10 +356,8 @@ class Tracker:
         connection = pool.connection_class(**{**pool.connection_kwargs, "protocol": 2})
         try:
             await connection.connect()
-            await connection.send_command("CLIENT", "ID")
-            client_id = int(await connection.read_response())
-            await connection.send_command("SUBSCRIBE", CHANNEL)
-            await connection.read_response()
+            client_id = int(await _asked(connection, "CLIENT", "ID"))
+            await _asked(connection, "SUBSCRIBE", CHANNEL.decode())
         except BaseException:
             await drop(connection)
             raise
@@ -336,8 +367,7 @@ class Tracker:
         connection = self._pool.make_connection()
         try:
             await connection.connect()
-            await connection.send_command("CLIENT", "TRACKING", "ON", "REDIRECT", client_id)
-            await connection.read_response()
+            await _asked(connection, "CLIENT", "TRACKING", "ON", "REDIRECT", client_id)
             self._check, reply = await _first_answered(connection)
             self._swaps = _swapdb_calls(reply)
             self.swapdb_seen = self._swaps is not None

@@ -36,7 +36,7 @@ from supervisor.connection.quiet import quiet_task
 from supervisor.connection.schedule import Schedule
 from supervisor.connection.tracking import Tracker
 from supervisor.errors import Unavailable
-from supervisor.events import CacheFlushed, Resubscribed
+from supervisor.events import Alert, CacheFlushed, Resubscribed
 from supervisor.state import ConnectionState
 from supervisor.targets.context import DOWN, Context
 from supervisor.targets.health import HealthRound
@@ -162,6 +162,7 @@ class Supervisor(Observable, AsyncContextManagerMixin):
             backoff_base=config.backoff_base,
             backoff_cap=config.backoff_cap,
             flushed=self._cache_flushed,
+            alert=self._cache_refused,
         )
         return ClientCache(
             store,
@@ -171,6 +172,9 @@ class Supervisor(Observable, AsyncContextManagerMixin):
             max_staleness=config.cache_max_staleness,
             max_waiters=config.max_waiters,
         )
+
+    def _cache_refused(self, detail: str) -> None:
+        self._publish(Alert, name="command_not_allowed", firing=True, detail=detail)
 
     def _cache_flushed(self, cause: FlushCause, entries: int, detail: str) -> None:
         self._publish(CacheFlushed, cause=cause, entries=entries, detail=detail)

@@ -22,7 +22,9 @@ class FlushCause(enum.Enum):
     READER_LOST = "reader_lost"
     """The connection the cache reads on closed: what it tracked is forgotten."""
     STALLED = "stalled"
-    """A round of the proof went unanswered for ``health_check_timeout``."""
+    """A round of the proof went unanswered for ``command_deadline`` (the server was
+    stopped, or the connection is silently gone): until then a stall keeps the entries
+    and serves none of them."""
     RENEWED = "renewed"
     """The supervisor reconnected after an outage (a restart, a failover)."""
     SERVER_FLUSH = "server_flush"

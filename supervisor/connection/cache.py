@@ -20,6 +20,7 @@ import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
+import anyio
 from redis.client import EMPTY_RESPONSE
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import DataError, ResponseError
@@ -31,7 +32,7 @@ from supervisor.connection.cachestore import MISSING, CacheStore
 from supervisor.connection.commands import command_name
 from supervisor.connection.tracking import Tracker
 
-__all__ = ("ClientCache",)
+__all__ = ("ClientCache", "ReadTimedOut")
 
 Send = Callable[..., Awaitable[Any]]
 
@@ -62,6 +63,11 @@ def _wire(encode: Callable[[Any], Any], args: tuple[Any, ...]) -> tuple[bytes, .
     return tuple(out)
 
 
+class ReadTimedOut(RedisTimeoutError):
+    """A cache miss read on the tracker's connection got no reply within
+    ``socket_timeout``: as on the pool, it is not sent again on its own."""
+
+
 class ClientCache:
     def __init__(
         self,
@@ -72,8 +78,10 @@ class ClientCache:
         ttl: float,
         max_staleness: float,
         max_waiters: int,
+        read_timeout: float | None,
     ) -> None:
         self.store = store
+        self._read_timeout = read_timeout
         self.tracker = tracker
         self._encode = encode
         self.ttl = ttl
@@ -181,12 +189,15 @@ class ClientCache:
         sent = time.monotonic()
         futures = lane.submit_all([*(pack("PTTL", k) for k in keys), pack(*command)])
         try:
-            replies = [await f for f in futures]
+            with anyio.fail_after(self._read_timeout):
+                replies = [await f for f in futures]
         except BaseException as exc:
             for future in futures:  # the rest: dropped if not written, discarded if they were
                 if not future.cancel() and not future.cancelled():
                     future.exception()
             store.end(fetch)
+            if isinstance(exc, TimeoutError):  # the server may still run it: never twice
+                raise ReadTimedOut("Timeout reading from socket") from None
             if isinstance(exc, _LOST):
                 return None
             raise

@@ -26,7 +26,7 @@ from redis.exceptions import ReadOnlyError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from supervisor.connection.autopipeline import Multiplexer, may_pipeline
-from supervisor.connection.cache import ClientCache
+from supervisor.connection.cache import ClientCache, ReadTimedOut
 from supervisor.connection.cacheable import CACHEABLE
 from supervisor.connection.commands import READ_ONLY, command_name, reads_only
 from supervisor.connection.losses import Loss, Reported, Watcher, describe
@@ -113,7 +113,12 @@ class SupervisedRedis(Redis):
         assert cache is not None
         name = command_name(args)
         if name in CACHEABLE and not self.single_connection_client and NEVER_DECODE not in options:
-            return await cache.read(self, name, args, options, self._uncached)
+            try:
+                return await cache.read(self, name, args, options, self._uncached)
+            except ReadTimedOut as exc:  # judged as the pool's timeouts are
+                return await self._recover(
+                    name, True, lambda: self._uncached(*args, **options), exc
+                )
         if reads_only(name, args):
             return await self._uncached(*args, **options)
         try:

@@ -19,9 +19,12 @@ change to the data the server sends no invalidation for. The reader's answer als
 proves the reader was alive: the server forgets what a connection tracked when it
 closes, so an entry read on a connection is valid only while it lives.
 
-Whatever breaks (either connection lost or stalled, a new generation after an
-outage or a failover) empties the store at once, in the callback that saw it, and
-the proof starts again from nothing on new connections. A null invalidation
+Whatever breaks (either connection lost, a new generation after an outage or a
+failover, a round unanswered for ``command_deadline``) empties the store at once, in
+the callback that saw it, and the proof starts again from nothing on new
+connections. A stall shorter than that only stops the proof: the invalidations
+queue in order behind it, so the entries stay and are served again once a round
+after the stall proves them. A null invalidation
 (``FLUSHALL``, ``FLUSHDB``) or a ``SWAPDB`` empties it too, and the proof stands.
 While the supervisor finds its target not answering (``target_ready``), nothing is
 proven: a failover may be under way.
@@ -29,32 +32,28 @@ proven: a failover may be under way.
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import math
 import time
-from collections import deque
 from collections.abc import Callable
 from typing import Any
 
 import anyio
-import hiredis
 from redis.exceptions import ConnectionError as RedisConnectionError
-from redis.exceptions import InvalidResponse, ResponseError
+from redis.exceptions import ResponseError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from supervisor.causes import FlushCause
 from supervisor.connection.backoff import Backoff
 from supervisor.connection.cachestore import CacheStore
 from supervisor.connection.gate import Gate
-from supervisor.connection.lane import NOT_ENOUGH_DATA, Lane
+from supervisor.connection.invalidations import CHANNEL, Stream
+from supervisor.connection.lane import Lane
 from supervisor.connection.losses import Loss, Watcher, describe
 from supervisor.connection.probe import drop
 from supervisor.connection.quiet import quiet_task
 
 __all__ = ("CHANNEL", "Tracker")
-
-CHANNEL = b"__redis__:invalidate"
 
 Flushed = Callable[[FlushCause, int, str], None]
 
@@ -85,83 +84,6 @@ async def _asked(connection: Any, *command: Any) -> Any:
             "<user> &__redis__:invalidate) or turn client_cache off. Asked again every "
             f"{REFUSED_RETRY:g} s"
         ) from None
-
-
-class _Stream(asyncio.Protocol):
-    """The subscribed connection: applies each invalidation to the store as it
-    arrives, and answers the tracker's PINGs in order with them."""
-
-    def __init__(
-        self,
-        connection: Any,
-        store: CacheStore,
-        broken: Callable[[FlushCause, str], None],
-    ) -> None:
-        self.connection = connection
-        self.open = True
-        self._store = store
-        self._broken = broken
-        self._loop = asyncio.get_running_loop()
-        self._pongs: deque[asyncio.Future[None]] = deque()
-        self._reader = hiredis.Reader(
-            protocolError=InvalidResponse, replyError=ResponseError, notEnoughData=NOT_ENOUGH_DATA
-        )
-        self._transport: asyncio.Transport = connection._writer.transport
-        self._transport.set_protocol(self)
-
-    def ping(self) -> asyncio.Future[None]:
-        future: asyncio.Future[None] = self._loop.create_future()
-        if not self.open:
-            future.set_exception(RedisConnectionError("the invalidation connection is closed"))
-            return future
-        self._pongs.append(future)
-        self._transport.write(b"*1\r\n$4\r\nPING\r\n")
-        return future
-
-    def data_received(self, data: bytes) -> None:
-        reader = self._reader
-        reader.feed(data)
-        try:
-            while (message := reader.gets()) is not NOT_ENOUGH_DATA:
-                self._handle(message)
-        except (InvalidResponse, IndexError, TypeError) as exc:
-            self.fail(FlushCause.STREAM_LOST, f"protocol error on the invalidation stream: {exc}")
-
-    def _handle(self, message: Any) -> None:
-        kind = message[0]
-        if kind == b"message" and message[1] == CHANNEL:
-            keys = message[2]
-            if keys is None:  # FLUSHALL / FLUSHDB
-                self._broken(FlushCause.SERVER_FLUSH, "the server flushed its data")
-            else:
-                self._store.invalidate(keys)
-        elif kind == b"pong":
-            pong = self._pongs.popleft()
-            if not pong.done():
-                pong.set_result(None)
-        elif kind != b"subscribe":
-            raise InvalidResponse(f"unexpected {kind!r}")
-
-    def eof_received(self) -> bool:
-        return False
-
-    def connection_lost(self, exc: Exception | None) -> None:
-        self.fail(FlushCause.STREAM_LOST, "the invalidation connection was closed")
-
-    def fail(self, cause: FlushCause, detail: str, *, report: bool = True) -> None:
-        if not self.open:
-            return
-        self.open = False
-        self._transport.abort()
-        self.connection._close()
-        if report:
-            self._broken(cause, detail)
-        error = RedisConnectionError(detail)
-        while self._pongs:
-            pong = self._pongs.popleft()
-            if not pong.done():
-                pong.set_exception(error)
-                pong.exception()
 
 
 def _calls(text: bytes, name: bytes) -> int:
@@ -226,7 +148,7 @@ class Tracker:
         gate: Gate,
         watcher: Watcher,
         max_staleness: float,
-        timeout: float,
+        stall_limit: float,
         open_timeout: float,
         backoff_base: float,
         backoff_cap: float,
@@ -238,7 +160,8 @@ class Tracker:
         self._gate = gate
         self._watcher = watcher
         self.interval = max_staleness / 4
-        self._timeout = timeout
+        self._stall_limit = stall_limit
+        self._round: anyio.CancelScope | None = None
         self._open_timeout = open_timeout
         self._backoff = Backoff(backoff_base, backoff_cap)
         self._flushed = flushed
@@ -250,7 +173,7 @@ class Tracker:
         self.generation = -1
         """The gate's generation the connections belong to; -1 while there are none."""
         self.lane: Lane | None = None
-        self._stream: _Stream | None = None
+        self._stream: Stream | None = None
         self._swaps: tuple[int, int] | None = None
         self._check: tuple[str, ...] = ("PING",)
         self.ready = False
@@ -292,6 +215,8 @@ class Tracker:
         self.ready = ready
         if not ready:
             self.proven_at = -math.inf
+        elif self._round is not None and self._gate.generation != self.generation:
+            self._round.cancel()  # a round on connections from before an outage: over
 
     def broken(self, cause: FlushCause, detail: str) -> None:
         """Nothing stored may be served from now on: called from the callbacks that
@@ -330,17 +255,24 @@ class Tracker:
             ready = self.ready
             pong = stream.ping()
             info = lane.submit(lane.connection.pack_command(*self._check))
+            reply: Any = None
             try:
-                with anyio.fail_after(self._timeout):
+                with anyio.move_on_after(self._stall_limit) as self._round:
                     await pong
                     reply = await info
-            except TimeoutError:
-                raise _Broken(FlushCause.STALLED, "no answer within health_check_timeout") from None
             except (RedisConnectionError, RedisTimeoutError) as exc:
                 raise _Broken(FlushCause.READER_LOST, describe(exc)) from exc
             finally:
+                self._round = None
                 if not info.cancel() and not info.cancelled():
                     info.exception()  # retrieved: the round is over either way
+            if not info.done() or info.cancelled():
+                if gate.generation != generation:
+                    raise _Broken(FlushCause.RENEWED, "the supervisor reconnected to its target")
+                raise _Broken(
+                    FlushCause.STALLED,
+                    f"no answer within command_deadline ({self._stall_limit:g} s)",
+                )
             if self.swapdb_seen:
                 swaps = _swapdb_calls(reply)
                 if _swapped(self._swaps, swaps):
@@ -351,7 +283,7 @@ class Tracker:
                 self.proven_at = sent
                 self._backoff.reset()
 
-    async def _open_stream(self) -> tuple[_Stream, int]:
+    async def _open_stream(self) -> tuple[Stream, int]:
         pool = self._pool  # RESP2: invalidations come as pub/sub messages, in order with PONGs
         connection = pool.connection_class(**{**pool.connection_kwargs, "protocol": 2})
         try:
@@ -361,7 +293,7 @@ class Tracker:
         except BaseException:
             await drop(connection)
             raise
-        return _Stream(connection, self._store, self._stream_broken), client_id
+        return Stream(connection, self._store, self._stream_broken), client_id
 
     async def _open_reader(self, client_id: int, generation: int) -> Lane:
         connection = self._pool.make_connection()
@@ -378,7 +310,7 @@ class Tracker:
         return Lane(
             connection,
             generation,
-            connection.socket_timeout,
+            None,  # a slow read is its caller's timeout (ClientCache), not a lost reader
             self._watcher,
             on_close=self._reader_closed,
             on_push=self._reader_pushed,

@@ -157,7 +157,7 @@ class Supervisor(Observable, AsyncContextManagerMixin):
             gate=self.gate,
             watcher=self,
             max_staleness=config.cache_max_staleness,
-            timeout=config.health_check_timeout,
+            stall_limit=config.command_deadline,
             open_timeout=config.socket_connect_timeout + 2 * config.health_check_timeout,
             backoff_base=config.backoff_base,
             backoff_cap=config.backoff_cap,
@@ -171,6 +171,7 @@ class Supervisor(Observable, AsyncContextManagerMixin):
             ttl=config.cache_ttl,
             max_staleness=config.cache_max_staleness,
             max_waiters=config.max_waiters,
+            read_timeout=config.socket_timeout,
         )
 
     def _cache_refused(self, detail: str) -> None:

@@ -52,6 +52,7 @@ class Cause(enum.Enum):
     FAILOVER = "failover"
     AUTH = "auth"
     TLS = "tls"
+    SETUP = "setup"
     NETWORK = "network"
     UNKNOWN = "unknown"
 
@@ -95,6 +96,12 @@ _FIXES: dict[Cause, str] = {
         "certificate, use the host name the certificate names, and match the scheme to the "
         "port (rediss:// where it speaks TLS, redis:// where it does not); the supervisor "
         "retries only every `auth_retry_interval`"
+    ),
+    Cause.SETUP: (
+        "the server refused the connection's setup (a db index it does not have: "
+        "`redis://host:port/N` with N below its `databases`), or what answers is not Redis "
+        "(another service's port); fix the url. The supervisor retries only every "
+        "`auth_retry_interval`"
     ),
     Cause.NETWORK: (
         "the server could not be reached (refused, reset or timed out); check "

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from typing import Any
 
 import anyio
 import pytest
@@ -234,3 +235,44 @@ async def test_a_rediss_url_at_a_plain_port_says_use_redis(server, supervise):
     url = server.url.replace("redis://", "rediss://")
     async with supervise(url, socket_connect_timeout=0.3) as sup:
         await _refused_for_tls(sup, "this port does not speak TLS: use a redis:// URL")
+
+
+async def _an_http_port() -> tuple[int, Any]:
+    """A tiny HTTP server on a free port: what answers there is not Redis."""
+
+    async def answer(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await reader.read(1024)
+        writer.write(b"HTTP/1.1 400 Bad Request\r\nContent-Length: 0\r\n\r\n")
+        await writer.drain()
+        writer.close()
+
+    server = await asyncio.start_server(answer, "127.0.0.1", 0)
+    return server.sockets[0].getsockname()[1], server
+
+
+@pytest.mark.parametrize("where", ["db 16", "an http port"])
+async def test_a_url_waiting_cannot_fix_fails_at_once_with_its_cause(
+    shared_server, supervise, where
+):
+    """A db index the server does not have, or a port where something else answers:
+    redis-py raises at once, and so does sup.client, with cause SETUP and the fix;
+    attempts go only every auth_retry_interval (no storm)."""
+    http = None
+    if where == "db 16":
+        url = shared_server.url.rsplit("/", 1)[0] + "/16"
+    else:
+        port, http = await _an_http_port()
+        url = f"redis://127.0.0.1:{port}/0"
+    try:
+        async with supervise(url, auth_retry_interval=0.1, command_deadline=30) as sup:
+            async with sup.subscribe() as events:
+                attempt = await until(events, lambda e: isinstance(e, ReconnectScheduled))
+                assert attempt.cause is Cause.SETUP, attempt
+                assert attempt.delay == 0.1
+            with anyio.fail_after(1), pytest.raises(Unavailable) as info:
+                await sup.client.get("k")
+            assert info.value.cause is Cause.SETUP
+            assert ("out of range" if where == "db 16" else "protocol") in str(info.value)
+    finally:
+        if http is not None:
+            http.close()

@@ -45,6 +45,7 @@ class Showed(enum.Enum):
     TURNED_AWAY = "turned_away"
     AUTH = "auth"
     TLS = "tls"
+    SETUP = "setup"
 
 
 def showed_by(exc: BaseException, cause: Cause) -> Showed:
@@ -54,6 +55,8 @@ def showed_by(exc: BaseException, cause: Cause) -> Showed:
         return Showed.AUTH
     if cause is Cause.TLS:
         return Showed.TLS
+    if cause is Cause.SETUP:
+        return Showed.SETUP
     seen: BaseException | None = exc
     for _ in range(8):
         if seen is None:
@@ -62,6 +65,10 @@ def showed_by(exc: BaseException, cause: Cause) -> Showed:
             return Showed.REFUSED
         seen = seen.__cause__ or seen.__context__
     return Showed.REFUSED if "connection refused" in str(exc).lower() else Showed.TURNED_AWAY
+
+
+_FINAL = frozenset({Showed.AUTH, Showed.TLS, Showed.SETUP})
+"""What waiting does not fix: asked again only every ``auth_retry_interval``."""
 
 
 class Schedule:
@@ -97,7 +104,7 @@ class Schedule:
                 wait = max(wait, REFUSED_SLOW)
             return self._rng.uniform(wait / 2, wait)
         self._refused_since = None
-        if showed is Showed.AUTH or showed is Showed.TLS:
+        if showed in _FINAL:
             return self._auth
         return self._backoff.next_delay()
 

@@ -34,7 +34,7 @@ E = TypeVar("E", bound=Event)
 SERVING = (ConnectionState.READY, ConnectionState.UNHEALTHY, ConnectionState.OVERLOADED)
 DOWN = (ConnectionState.CONNECTING, ConnectionState.RECONNECTING)
 
-_REFUSED_AT_ONCE = frozenset({Cause.AUTH, Cause.TLS})
+_REFUSED_AT_ONCE = frozenset({Cause.AUTH, Cause.TLS, Cause.SETUP})
 """Causes that waiting cannot fix: commands fail at once instead of waiting them out."""
 
 

@@ -120,6 +120,37 @@ async def test_a_waiter_out_of_time_passes_its_turn_on(server, supervise):
     admin.close()
 
 
+async def test_a_waiter_in_line_through_an_outage_is_told_of_the_outage(server, supervise):
+    """The only connection is caught in a stall (SIGSTOP): a command waiting in the
+    pool's line until its deadline is told the target was not available, not to raise
+    max_connections."""
+    async with supervise(
+        server.url, max_connections=1, command_deadline=3.0, socket_timeout=8.0
+    ) as sup:
+        await sup.wait_for(READY, timeout=5)
+        outcome: list[BaseException] = []
+
+        async def waiter() -> None:
+            try:
+                await sup.client.get("k")
+            except Exception as exc:
+                outcome.append(exc)
+
+        server.stop()
+        try:
+            async with anyio.create_task_group() as tg:
+                for _ in range(2):  # one takes the connection and stalls, one waits in line
+                    tg.start_soon(waiter)
+                await poll(lambda: sup.statistics().waiters >= 1, "a GET in the pool's line")
+                await poll(lambda: outcome, "the GET in line to reach its deadline")
+                tg.cancel_scope.cancel()
+        finally:
+            server.cont()
+        assert len(outcome) == 1 and isinstance(outcome[0], Unavailable), outcome
+        assert "max_connections" not in str(outcome[0]), outcome[0]
+        assert "not available" in str(outcome[0]), outcome[0]
+
+
 async def test_a_full_line_fails_at_once_with_max_waiters(server, supervise):
     admin = server.admin()
     async with supervise(server.url, max_connections=1, max_waiters=2) as sup:

@@ -186,12 +186,14 @@ class SupervisedConnectionPool(ConnectionPool):
         self._line.append(first)
         turn: asyncio.Future[bool] | None = first
         timer = loop.call_at(deadline, _expire, first)
+        generation = gate.generation
         self.waiters += 1
         try:
             while True:
                 assert turn is not None
                 if not await turn:
-                    raise self._watcher.unavailable(self._why_waiting())
+                    outage = not gate.is_open or gate.generation != generation
+                    raise self._watcher.unavailable(self._why_waiting(outage))
                 self._woken -= 1
                 turn = None
                 if not gate.is_open:
@@ -220,7 +222,12 @@ class SupervisedConnectionPool(ConnectionPool):
                 with suppress(ValueError):
                     self._line.remove(turn)
 
-    def _why_waiting(self) -> str:
+    def _why_waiting(self, outage: bool) -> str:
+        if outage:
+            return (
+                "command_deadline passed waiting for a connection while the target was not "
+                "available: the connections in use were caught in it"
+            )
         if not self.dialing:
             return (
                 "command_deadline passed waiting for a connection: the server turns new "

@@ -32,8 +32,7 @@ _RETRYING = {
     "auth_retry_interval",
     Showed.TLS: "{detail}; waiting does not fix the TLS setup: trying again every "
     "auth_retry_interval",
-    Showed.SETUP: "{detail}; waiting does not fix the url: trying again every "
-    "auth_retry_interval",
+    Showed.SETUP: "{detail}; waiting does not fix the url: trying again every auth_retry_interval",
 }
 
 

@@ -9,6 +9,7 @@ server and explained in the ``detail`` it returns.
 from __future__ import annotations
 
 import enum
+import re
 from dataclasses import dataclass
 
 __all__ = ("Cause", "Evidence", "FlushCause", "attribute", "fix_for")
@@ -212,7 +213,7 @@ def attribute(evidence: Evidence) -> tuple[Cause, str]:
     if (
         evidence.output_buffer_seen
         and evidence.reachable
-        and evidence.output_buffer_limit
+        and _near_limit(evidence.output_buffer_seen, evidence.output_buffer_limit)
         and evidence.output_buffer_disconnections_delta != 0
     ):
         return Cause.OUTPUT_BUFFER_LIMIT, (
@@ -222,10 +223,15 @@ def attribute(evidence: Evidence) -> tuple[Cause, str]:
             "likely the output-buffer limit; no server counter confirms it here"
         )
     if evidence.output_buffer_seen and evidence.reachable:
+        limit = (
+            f"far below its class's output buffer limit ({evidence.output_buffer_limit})"
+            if evidence.output_buffer_limit
+            else "its class has no known output buffer limit"
+        )
         return Cause.SERVER_CLOSED, (
             f"the server held {evidence.output_buffer_seen} bytes of unread output for this "
-            "client and closed it while it stayed up; its class has no known output buffer "
-            "limit, so client eviction (maxmemory-clients) or CLIENT KILL closed it"
+            f"client and closed it while it stayed up; {limit}, so client eviction "
+            "(maxmemory-clients) or CLIENT KILL closed it"
         )
     timeout, idle = evidence.server_timeout, evidence.idle_for
     if timeout and idle is not None and idle >= timeout * _IDLE_SLACK:
@@ -240,6 +246,20 @@ def attribute(evidence: Evidence) -> tuple[Cause, str]:
     if evidence.reachable is False or _looks_like_network(text):
         return Cause.NETWORK, evidence.error or "server unreachable"
     return Cause.UNKNOWN, evidence.error or "no evidence"
+
+
+NEAR_LIMIT = 0.5
+"""A client "ran behind" when its unread output reached this share of the smallest
+limit of its class (hard, or soft): a subscriber that keeps up has a few hundred bytes
+in flight at any moment, which says nothing."""
+
+
+def _near_limit(seen: int, limit: str | None) -> bool:
+    if not limit:
+        return False
+    found = [int(n) for n in re.findall(r"(?:hard|soft) (\d+) bytes", limit)]
+    smallest = min((n for n in found if n > 0), default=None)
+    return smallest is not None and seen >= smallest * NEAR_LIMIT
 
 
 def _looks_like_network(text: str) -> bool:

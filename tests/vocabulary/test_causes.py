@@ -38,6 +38,28 @@ from supervisor.causes import Cause, Evidence, attribute, fix_for
             Cause.TLS,
             "certificate verify failed",
         ),
+        (  # a subscriber that keeps up, cut by CLIENT KILL TYPE pubsub (no counter: 7.0)
+            Evidence(
+                error="ConnectionError: Connection closed by server.",
+                reachable=True,
+                output_buffer_seen=900,
+                output_buffer_limit="pubsub hard 33554432 bytes, soft 8388608 bytes for 60 s",
+                client_class="pubsub",
+            ),
+            Cause.SERVER_CLOSED,
+            "far below its class's output buffer limit",
+        ),
+        (  # one that ran behind: past half of the soft limit
+            Evidence(
+                error="ConnectionError: Connection closed by server.",
+                reachable=True,
+                output_buffer_seen=5_000_000,
+                output_buffer_limit="pubsub hard 33554432 bytes, soft 8388608 bytes for 60 s",
+                client_class="pubsub",
+            ),
+            Cause.OUTPUT_BUFFER_LIMIT,
+            "ran 5000000 bytes behind",
+        ),
         (
             Evidence(error="BusyLoadingError: Redis is loading the dataset in memory"),
             Cause.LOADING,

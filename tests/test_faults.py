@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import time
+
 import anyio
 import pytest
 
@@ -154,6 +156,42 @@ async def test_stall_is_detected_and_recovers(server, supervise):
                 assert results == [b"v"]
             finally:
                 server.cont()
+
+
+async def test_a_read_sent_before_a_stall_is_answered_after_it(server, supervise):
+    """A GET already on the wire when the server is SIGSTOPped for longer than
+    socket_timeout: while the supervisor finds the server stalled, the read is held (up
+    to command_deadline), so after SIGCONT the caller gets the server's answer; the
+    server ran the GET once."""
+    admin = server.admin()
+    admin.set("k", "v")
+    async with supervise(server.url, socket_timeout=0.5, command_deadline=10.0) as sup:
+        await sup.wait_for(READY, timeout=5)
+        assert await sup.client.get("k") == b"v"
+        before = int(admin.info("commandstats")["cmdstat_get"]["calls"])
+        results: list[object] = []
+
+        async def get() -> None:
+            try:
+                results.append(await sup.client.get("k"))
+            except Exception as exc:
+                results.append(exc)
+
+        async with sup.subscribe() as events:
+            server.stop()
+            try:
+                async with anyio.create_task_group() as tg:
+                    tg.start_soon(get)
+                    await until(events, changed_to(ConnectionState.UNHEALTHY))
+                    held_from = time.monotonic() + 1.0  # twice socket_timeout past the stall
+                    await poll(lambda: time.monotonic() > held_from, "the read to outlast 1 s")
+                    assert results == [], results
+                    server.cont()
+            finally:
+                server.cont()
+        assert results == [b"v"], results
+        assert int(admin.info("commandstats")["cmdstat_get"]["calls"]) - before == 1
+    admin.close()
 
 
 async def test_stall_fail_fast(server, supervise):

@@ -261,16 +261,24 @@ return 1
 """
 
 
-async def test_a_read_that_times_out_on_a_busy_server_runs_once_and_times_out(server, supervise):
-    """A slow script outlives ``socket_timeout``: the server is busy, not lost. The
-    check that follows finds the same server on the same address, so the read is not
-    sent again; the caller gets redis-py's TimeoutError, and the script ran once."""
+@pytest.mark.parametrize("deadline", [10.0, 1.0])
+async def test_a_read_past_socket_timeout_on_a_busy_server_runs_once(server, supervise, deadline):
+    """A slow script (1.5 s) outlives ``socket_timeout`` (0.5 s): the server is busy, not
+    lost. The read asks for the supervisor's verdict; the check goes unanswered too, so
+    the read is held up to ``command_deadline`` on the same connection: with 10 s the
+    caller gets the script's answer, with 1 s redis-py's TimeoutError. Either way the
+    read is not sent again, and the script ran once."""
     admin = server.admin()
     admin.config_resetstat()
-    async with supervise(server.url, socket_timeout=0.5, socket_connect_timeout=0.3) as sup:
+    async with supervise(
+        server.url, socket_timeout=0.5, socket_connect_timeout=0.3, command_deadline=deadline
+    ) as sup:
         await sup.wait_for(READY, timeout=5)
-        with pytest.raises(RedisTimeoutError):
-            await sup.client.eval_ro(_BUSY, 0, 1_500_000)
+        if deadline > 1.5:
+            assert await sup.client.eval_ro(_BUSY, 0, 1_500_000) == 1
+        else:
+            with pytest.raises(RedisTimeoutError):
+                await sup.client.eval_ro(_BUSY, 0, 1_500_000)
         stats = admin.info("commandstats")
         assert stats["cmdstat_eval_ro"]["calls"] == 1, stats["cmdstat_eval_ro"]
         assert await sup.client.get("k") is None

@@ -8,11 +8,19 @@ owned by the supervisor's task group, looks at the connections every eighth of
 ``socket_timeout``: a read past its deadline has its transport aborted and raises
 redis-py's ``TimeoutError``, at most an eighth of the timeout late. While the task is not
 running (before the supervisor starts, after it stops), reads keep redis-py's own timer.
+
+A read past its deadline first asks for the supervisor's verdict (``check()``) and
+waits ``verdict_within`` for it. While the supervisor finds the server stalled
+(``stalled()``: its health checks go unanswered, yet it holds its connections) the read
+is held, up to ``hold`` seconds after it began: the server answers it when it resumes,
+and cutting it would turn a stall into an error for a command the server runs anyway.
+A server that answers the check is not stalled: the read was slow on its own and is cut.
 """
 
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from typing import Protocol, TypeVar
 from weakref import WeakSet
 
@@ -31,8 +39,20 @@ class Watched(Protocol):
 
 
 class ReadDeadlines:
-    def __init__(self, socket_timeout: float) -> None:
+    def __init__(
+        self,
+        socket_timeout: float,
+        *,
+        hold: float = 0.0,
+        stalled: Callable[[], bool] | None = None,
+        check: Callable[[], None] | None = None,
+        verdict_within: float = 0.0,
+    ) -> None:
         self.every = max(socket_timeout / 8, 0.001)
+        self._extra = max(hold - socket_timeout, 0.0)
+        self._stalled = stalled
+        self._check = check
+        self._verdict_within = verdict_within + self.every
         self.running = False
         self._watched: WeakSet[Watched] = WeakSet()
 
@@ -53,9 +73,17 @@ class ReadDeadlines:
             while True:
                 await anyio.sleep(self.every)
                 now = time.monotonic()
+                stalled = self._stalled is not None and self._extra > 0 and self._stalled()
                 for connection in list(self._watched):
                     due = connection.read_due
-                    if due is not None and due <= now:
-                        connection.expire_read()
+                    if due is None or due > now:
+                        continue
+                    if stalled:
+                        if now < due + self._extra:
+                            continue
+                    elif self._check is not None and now < due + self._verdict_within:
+                        self._check()  # is it the server, or this read?
+                        continue
+                    connection.expire_read()
         finally:
             self.running = False

@@ -73,7 +73,17 @@ class Supervisor(Observable, AsyncContextManagerMixin):
         super().__init__(config.target, event_buffer=config.event_buffer)
         kwargs = config.connection_kwargs()
         kwargs["retry"] = Retry(NoBackoff(), 0)
-        self._deadlines = ReadDeadlines(config.socket_timeout) if config.socket_timeout else None
+        self._deadlines = (
+            ReadDeadlines(
+                config.socket_timeout,
+                hold=config.command_deadline,
+                stalled=lambda: self._state is ConnectionState.UNHEALTHY,
+                check=lambda: self._ctx.check_now(),
+                verdict_within=config.health_check_timeout,
+            )
+            if config.socket_timeout
+            else None
+        )
         connection_class = connection_class_for(kwargs, self._deadlines)
         self._connection_class = connection_class
         self._sentinel = (

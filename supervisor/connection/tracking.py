@@ -266,9 +266,10 @@ class Tracker:
                 self._round = None
                 if not info.cancel() and not info.cancelled():
                     info.exception()  # retrieved: the round is over either way
+            if gate.generation != generation:
+                # a round answered by the old master after a switch proves nothing of the new
+                raise _Broken(FlushCause.RENEWED, "the supervisor reconnected to its target")
             if not info.done() or info.cancelled():
-                if gate.generation != generation:
-                    raise _Broken(FlushCause.RENEWED, "the supervisor reconnected to its target")
                 raise _Broken(
                     FlushCause.STALLED,
                     f"no answer within command_deadline ({self._stall_limit:g} s)",

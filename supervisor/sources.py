@@ -68,12 +68,16 @@ def read_secret(path: str) -> str:
     return line
 
 
-def env_overrides(env: Mapping[str, str], known: Collection[str]) -> dict[str, str]:
+def env_overrides(
+    env: Mapping[str, str], known: Collection[str], *, named_elsewhere: bool = False
+) -> dict[str, str]:
     """The ``SUPERVISOR_<KEY>`` settings of ``env`` for one target, as strings. A
     ``SUPERVISOR_*`` name that is no setting is refused with the closest one: a typo must
-    not leave a default in force."""
+    not leave a default in force. ``named_elsewhere``: ``SUPERVISOR_<TARGET>__<KEY>``
+    names belong to a service file's targets (``diagnose URL`` beside ``run``) and are
+    left alone instead of refused."""
     common, named = _settings(env, known)
-    if named:
+    if named and not named_elsewhere:
         first = next(iter(named.values()))
         raise ConfigError(
             f"{first}: a SUPERVISOR_<TARGET>__<KEY> name is for a service file's targets; "

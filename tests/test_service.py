@@ -291,6 +291,25 @@ def test_diagnose_exit_codes_and_json(server):
     assert "cannot connect" in err and "refused" in err.lower()
 
 
+def test_diagnose_as_a_user_without_info_and_beside_a_service_s_variables(server):
+    """A user that may not run INFO is diagnosed with what it may read (exit 0 or 1, the
+    refusal a finding with the ACL fix), not told it cannot connect; and `diagnose URL`
+    starts where a service's SUPERVISOR_<TARGET>__<KEY> variables are set."""
+    admin = server.admin()
+    admin.acl_setuser(
+        "noinfo", enabled=True, passwords=["+pw"], keys=["*"], commands=["+@all", "-info"]
+    )
+    url = f"redis://noinfo:pw@127.0.0.1:{server.port}/0"
+    code, out, err = run_python_m("diagnose", url, "--window", "0", timeout=BOUND)
+    assert code in (0, 1), out + err
+    assert "cannot connect" not in err
+    assert "refused INFO" in out and "+info" in out, out
+    env = {"SUPERVISOR_MAIN__URL": "redis://127.0.0.1:1/0", "SUPERVISOR_MAIN__CLIENT_NAME": "x"}
+    code, out, err = run_python_m("diagnose", server.url, "--window", "0", timeout=BOUND, env=env)
+    assert code in (0, 1), out + err
+    admin.close()
+
+
 def test_diagnose_names_the_usual_causes_and_a_missing_password(server):
     """timeout > 0 is a finding with its fix even with nobody near it; risky pub/sub and
     replica output-buffer limits are named; a password-protected server without one says

@@ -57,7 +57,12 @@ async def diagnose(config: SupervisorConfig, *, window: float = 1.0) -> Report:
     ``window`` seconds later; raise RedisError if unreachable."""
     pool = redis.asyncio.ConnectionPool(**config.connection_kwargs(), retry=Retry(NoBackoff(), 0))
     async with pool, redis.asyncio.Redis(connection_pool=pool) as client:
-        info: dict[str, Any] = await client.info()
+        refused: list[str] = []
+        try:
+            info: dict[str, Any] = await client.info()
+        except ResponseError as exc:  # an ACL without INFO: the rest still tells something
+            info = {}
+            refused.append(f"INFO ({exc})")
         try:
             raw = await client.config_get(*_CONFIG_KEYS)
             settings: dict[str, str] | None = {str(k): str(v) for k, v in raw.items()}
@@ -69,7 +74,7 @@ async def diagnose(config: SupervisorConfig, *, window: float = 1.0) -> Report:
             clients = []
         me = await client.client_id()
         await anyio.sleep(window)
-        later: dict[str, Any] = await client.info("stats")
+        later: dict[str, Any] = {} if not info else await client.info("stats")
     in_window = {k: int(later.get(k, 0) or 0) - int(info.get(k, 0) or 0) for k in RATES}
     others = [c for c in clients if int(c.get("id", -1)) != me]
     summary = _summarise(others)
@@ -95,10 +100,23 @@ async def diagnose(config: SupervisorConfig, *, window: float = 1.0) -> Report:
         },
         config=settings,
         clients=summary,
-        findings=findings(info, settings, others, in_window, window),
+        findings=[*_refusals(refused), *findings(info, settings, others, in_window, window)],
         window=window,
         in_window=in_window,
     )
+
+
+def _refusals(refused: list[str]) -> list[Finding]:
+    return [
+        Finding(
+            "warning",
+            f"the server refused {what} to this user: the server's facts and counters are "
+            "unknown, so findings that need them are missing",
+            "diagnose as a user that may run INFO (ACL SETUSER <user> +info), or read "
+            "the server's INFO as an admin",
+        )
+        for what in refused
+    ]
 
 
 def _summarise(clients: list[dict[str, Any]]) -> dict[str, Any]:
@@ -165,7 +183,8 @@ def diagnose_main(
         return 2
     try:
         values: dict[str, object] = {
-            **env_overrides(os.environ, _KEYS),
+            # with a URL given, SUPERVISOR_<TARGET>__<KEY> are a service file's, not ours
+            **env_overrides(os.environ, _KEYS, named_elsewhere=bool(url)),
             "decode_responses": "true",
             "client_name": "supervisor-diagnose",
         }

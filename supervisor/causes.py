@@ -173,6 +173,12 @@ def attribute(evidence: Evidence) -> tuple[Cause, str]:
         return Cause.TLS, evidence.error
     if "loading" in text and "dataset" in text:
         return Cause.LOADING, f"server replied: {evidence.error}"
+    if evidence.error.startswith("ResponseError: "):  # an error reply to the setup itself
+        return Cause.SETUP, f"the server refused the connection's setup: {evidence.error}"
+    if evidence.error.startswith("InvalidResponse: "):
+        return Cause.SETUP, (
+            f"what answers at this address does not speak Redis's protocol ({evidence.error})"
+        )
     if "readonly" in text or "read only replica" in text:
         return Cause.READONLY, f"server replied: {evidence.error}"
     before, after = evidence.run_id_before, evidence.run_id_after

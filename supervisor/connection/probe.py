@@ -22,7 +22,7 @@ from typing import Any
 
 import anyio
 from redis.asyncio.connection import AbstractConnection, SSLConnection
-from redis.exceptions import InvalidResponse, RedisError, ResponseError
+from redis.exceptions import RedisError, ResponseError
 
 from supervisor.causes import Cause, Evidence, attribute
 from supervisor.connection import replies, scheme
@@ -391,14 +391,6 @@ def _innermost(exc: BaseException) -> BaseException:
 
 def _failed(exc: BaseException) -> ProbeFailed:
     cause, detail = attribute(Evidence(error=describe(exc), reachable=False))
-    if cause not in (Cause.AUTH, Cause.TLS) and isinstance(exc, (ResponseError, InvalidResponse)):
-        # the handshake got an answer, and an error or no RESP at all: not a network fault
-        cause = Cause.SETUP
-        detail = (
-            f"the server refused the connection's setup: {describe(exc)}"
-            if isinstance(exc, ResponseError)
-            else f"what answers at this address does not speak Redis's protocol ({describe(exc)})"
-        )
     return ProbeFailed(cause, detail, showed=showed_by(exc, cause))
 
 

@@ -280,11 +280,11 @@ async def serving(client: Any) -> None:
     cache = getattr(client, "_cache", None)
     if cache is None:
         return
-    for _ in range(200):
+    for _ in range(1000):
         if cache.serving(time.monotonic()):
             return
         await asyncio.sleep(0.005)
-    raise AssertionError(f"the cache did not serve within 1 s: {cache.tracker.proven_at=}")
+    raise AssertionError(f"the cache did not serve within 5 s: {cache.tracker.proven_at=}")
 
 
 async def replay(client: Any, steps: list[Step]) -> list[Any]:

@@ -61,13 +61,18 @@ async def test_error_reply_is_an_answer(server, supervise, reply, raised):
 
 
 async def test_slow_read_that_times_out_runs_once(server, supervise):
-    """A read slower than socket_timeout: the server still answers health checks, so
-    the timeout was the command's own. It raises redis-py's TimeoutError and is not
-    re-sent (which would only run the slow script again)."""
+    """A read slower than socket_timeout and than command_deadline (its server busy
+    with it, silent to the check too): it raises redis-py's TimeoutError and is not
+    re-sent (which would only run the slow script again). A shorter script is answered:
+    test_pressure's busy-server test."""
     admin = server.admin()
     spins = spins_for(admin, 800)
     async with supervise(
-        server.url, socket_timeout=0.2, health_check_timeout=1.0, health_check_interval=1.0
+        server.url,
+        socket_timeout=0.2,
+        health_check_timeout=0.2,
+        health_check_interval=1.0,
+        command_deadline=0.5,
     ) as sup:
         await sup.wait_for(READY, timeout=5)
         generation = sup.statistics().generation
@@ -81,12 +86,17 @@ async def test_slow_read_that_times_out_runs_once(server, supervise):
 
 
 async def test_write_that_times_out_is_outcome_unknown_and_a_timeout(server, supervise):
-    """A write whose reply did not come within socket_timeout may have been applied:
-    OutcomeUnknown, which is also redis-py's TimeoutError; it ran once."""
+    """A write whose reply did not come within socket_timeout, nor within command_deadline
+    while its server was silent, may have been applied: OutcomeUnknown, which is also
+    redis-py's TimeoutError; it ran once."""
     admin = server.admin()
     spins = spins_for(admin, 800)
     async with supervise(
-        server.url, socket_timeout=0.2, health_check_timeout=1.0, health_check_interval=1.0
+        server.url,
+        socket_timeout=0.2,
+        health_check_timeout=0.2,
+        health_check_interval=1.0,
+        command_deadline=0.5,
     ) as sup:
         await sup.wait_for(READY, timeout=5)
         with pytest.raises(OutcomeUnknown) as info:

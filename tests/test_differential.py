@@ -151,6 +151,7 @@ def commands(keys: st.SearchStrategy[Any], cluster: bool = False) -> st.SearchSt
         st.builds(lambda k: _r("XINFO STREAM", k), keys),
         st.builds(lambda k: _r("SORT", k, "ALPHA"), keys),
         st.builds(lambda k: _r("XRANGE", k, "-", "+"), keys),
+        st.sampled_from([_r("GET"), _r("MGET"), _r("HGETALL")]),  # no key: an error reply
     )
     reads = st.one_of(gets, gets, mgets, hgetalls, other_reads)
     sets = st.builds(lambda n, k, v: _w(n, k, v), st.sampled_from(["SET", "set"]), keys, VALUES)
@@ -433,6 +434,7 @@ async def _example(groups: list[Group], steps: list[Step]) -> list[str]:
 @example(steps=[_w("HSET", "a", "f", "v"), _r("HGETALL", "a"), _r("HGETALL", "a")])
 @example(steps=[_w("SET", 1, "x"), _r("GET", 1), _r("GET", 1.0)])
 @example(steps=[_w("RPUSH", "a", "x"), _r("MGET", "a"), _r("GET", "a")])
+@example(steps=[_w("SET", "a", b"\xff"), _r("GET", "a"), _r("GET", "a"), _r("STRLEN", "a")])
 def test_every_single_target_path_answers_as_plain_redis_py(
     single: tuple[Paths, list[Group]], steps: list[Step]
 ) -> None:

@@ -113,6 +113,8 @@ class ClientCache:
             wire = _wire(self._encode, args[1:])
         except DataError:  # redis-py refuses to send it: let it say so
             return await send(*args, **options)
+        if not wire:  # no key: the server's error reply says so
+            return await send(*args, **options)
         if name == "MGET":
             return await self._mget(client, args, wire, options, send, now)
         store = self.store

@@ -153,18 +153,25 @@ class Lane(asyncio.Protocol):
         reader = self._reader
         reader.feed(data)
         inflight = self._inflight
-        try:
-            while (reply := reader.gets()) is not NOT_ENOUGH_DATA:
-                if type(reply) is _PUSH:  # RESP3: no caller's reply, never one's place in line
-                    if self._on_push is not None:
-                        self._on_push(reply)
-                    continue
-                future = inflight.popleft()
-                if not future.done():
-                    future.set_result(reply)
-        except (InvalidResponse, IndexError) as exc:  # garbage, or a reply nobody asked for
-            self.fail(_Lost(f"protocol error on a multiplexed connection: {exc}"))
-            return
+        reply: Any = None
+        while reply is not NOT_ENOUGH_DATA:
+            try:
+                while (reply := reader.gets()) is not NOT_ENOUGH_DATA:
+                    if type(reply) is _PUSH:  # RESP3: nobody's reply, never one's place in line
+                        if self._on_push is not None:
+                            self._on_push(reply)
+                        continue
+                    future = inflight.popleft()
+                    if not future.done():
+                        future.set_result(reply)
+            except UnicodeDecodeError as exc:
+                # a reply read whole that decode_responses cannot decode: its caller's
+                # error, as redis-py raises it; the reader goes on with the next one
+                if inflight and not (future := inflight.popleft()).done():
+                    future.set_result(exc)
+            except (InvalidResponse, IndexError) as exc:  # garbage, or a reply nobody asked for
+                self.fail(_Lost(f"protocol error on a multiplexed connection: {exc}"))
+                return
         if self._timer is not None:
             self._timer.cancel()
             self._timer = None

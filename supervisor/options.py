@@ -26,6 +26,7 @@ from supervisor.errors import ConfigError
 
 __all__ = (
     "MAX_SECONDS",
+    "is_seconds",
     "MIN_SECONDS",
     "URL_KEYS",
     "check_redis_options",
@@ -40,6 +41,15 @@ MAX_SECONDS = 86400.0
 """A day: longer waits are a typo (or ``inf``), not a setting."""
 MIN_SECONDS = 0.001
 """A millisecond: shorter waits are below what the event loop times, a busy loop."""
+
+
+def is_seconds(value: object, low: float = MIN_SECONDS) -> bool:
+    """A number of seconds from ``low`` to below ``MAX_SECONDS`` (so never nan or inf)."""
+    return (
+        not isinstance(value, bool)
+        and isinstance(value, (int, float))
+        and low <= value < MAX_SECONDS
+    )
 
 
 def redact_url(url: str) -> str:

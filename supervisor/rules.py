@@ -10,7 +10,7 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 from supervisor.errors import ConfigError
-from supervisor.options import MAX_SECONDS, MIN_SECONDS, check_redis_options
+from supervisor.options import MAX_SECONDS, MIN_SECONDS, check_redis_options, is_seconds
 
 __all__ = ("check_settings",)
 
@@ -34,11 +34,7 @@ def check_settings(c: Mapping[str, Any], connection_kwargs: Callable[[], dict[st
     if c["socket_timeout"] is None:
         del numbers["socket_timeout"]
     for name, value in numbers.items():
-        if (
-            isinstance(value, bool)
-            or not isinstance(value, (int, float))
-            or not MIN_SECONDS <= value < MAX_SECONDS
-        ):
+        if not is_seconds(value):
             raise ConfigError(
                 f"{name} must be a number of seconds from {MIN_SECONDS:g} to below "
                 f"{MAX_SECONDS:g}, got {value!r}"

@@ -45,6 +45,12 @@ STEP_BOUND = 30.0
 """Seconds one example may take on one path (a lane that lost its place would hang)."""
 
 pytestmark = pytest.mark.timeout(900 if LONG else 240)
+SEEDED = settings(
+    derandomize=not LONG,  # the same examples on every run of make test
+    deadline=None,
+    database=None,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture],
+)
 
 MODES = {
     "pooled": {},
@@ -421,13 +427,7 @@ async def _example(groups: list[Group], steps: list[Step]) -> list[str]:
     return failures
 
 
-@settings(
-    max_examples=EXAMPLES,
-    derandomize=not LONG,
-    deadline=None,
-    database=None,
-    suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture],
-)
+@settings(SEEDED, max_examples=EXAMPLES)
 @given(steps=STEPS)
 # the defects the generator found before they were fixed, kept as seeds
 @example(steps=[_w("DEBUG", "PROTOCOL", "false"), _w("SET", "a", "1"), _r("GET", "a")])
@@ -495,13 +495,7 @@ async def _cluster_example(groups: list[Group], steps: list[Step]) -> list[str]:
     return failures
 
 
-@settings(
-    max_examples=EXAMPLES // 2,
-    derandomize=not LONG,
-    deadline=None,
-    database=None,
-    suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture],
-)
+@settings(SEEDED, max_examples=EXAMPLES // 2)
 @given(steps=CLUSTER_STEPS)
 @example(steps=[_w("EVAL", SCRIPTS[0], 1, "a"), _w("SET", "a", "1"), _r("GET", "a")])
 def test_every_cluster_path_answers_as_plain_redis_py(

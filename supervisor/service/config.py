@@ -17,7 +17,7 @@ from typing import Any, TypeVar
 
 from supervisor.config import SupervisorConfig
 from supervisor.errors import ConfigError
-from supervisor.options import MAX_SECONDS
+from supervisor.options import MAX_SECONDS, is_seconds
 from supervisor.service.monitor import MonitorConfig
 from supervisor.sources import env_overrides, read_toml, service_env_overrides
 
@@ -92,11 +92,7 @@ MONITOR_MIN_INTERVAL = 0.05
 
 def _check_monitor(monitor: MonitorConfig, where: str) -> None:
     interval = monitor.interval
-    if (
-        isinstance(interval, bool)
-        or not isinstance(interval, (int, float))
-        or not MONITOR_MIN_INTERVAL <= interval < MAX_SECONDS
-    ):
+    if not is_seconds(interval, MONITOR_MIN_INTERVAL):
         raise ConfigError(
             f"{where}: interval must be a number of seconds from {MONITOR_MIN_INTERVAL:g} to "
             f"below {MAX_SECONDS:g}, got {interval!r}"

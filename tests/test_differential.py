@@ -40,7 +40,7 @@ from supervisor.testing.cluster import ClusterSetup
 from tests.helpers.servers import make_server
 
 LONG = os.environ.get("SUPERVISOR_DIFFERENTIAL") == "long"
-EXAMPLES = 3000 if LONG else 200
+EXAMPLES = 3000 if LONG else 100
 STEP_BOUND = 30.0
 """Seconds one example may take on one path (a lane that lost its place would hang)."""
 

@@ -44,7 +44,7 @@ EXAMPLES = 3000 if LONG else 100
 STEP_BOUND = 30.0
 """Seconds one example may take on one path (a lane that lost its place would hang)."""
 
-pytestmark = pytest.mark.timeout(900 if LONG else 240)
+pytestmark = pytest.mark.timeout(1800 if LONG else 240)
 SEEDED = settings(
     derandomize=not LONG,  # the same examples on every run of make test
     deadline=None,

@@ -13,7 +13,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Final
 
-__all__ = ("CACHEABLE", "FLUSHES", "keys_read", "keys_written")
+__all__ = ("CACHEABLE", "FLUSHES", "keys_written")
 
 _FIRST_KEY_READS = """
     GET GETRANGE SUBSTR STRLEN GETBIT BITCOUNT BITPOS TYPE
@@ -43,11 +43,6 @@ _NO_KEYS = frozenset(
     ACL WAIT WAITAOF SCRIPT FUNCTION MULTI EXEC DISCARD UNWATCH READONLY READWRITE
     """.split()
 )
-
-
-def keys_read(name: str, args: Sequence[object]) -> Sequence[object]:
-    """The keys a cacheable read depends on."""
-    return args[1:] if name in ("EXISTS", "MGET") else args[1:2]
 
 
 def keys_written(name: str, args: Sequence[object]) -> Sequence[object] | None:

@@ -17,7 +17,7 @@ from supervisor import (
     SupervisorConfig,
 )
 from tests.helpers.events import until
-from tests.helpers.loops import poll
+from tests.helpers.loops import poll, settle
 from tests.helpers.servers import make_server
 
 READY = ConnectionState.READY
@@ -476,17 +476,10 @@ async def test_a_read_slower_than_socket_timeout_runs_once_and_keeps_the_cache(s
         assert await sup.client.get("kept") == b"v"
         assert await sup.client.get("kept") == b"v"
         before = get_calls(admin)
-        outcome: list[BaseException | bytes] = []
-
-        async def read() -> None:
-            try:
-                outcome.append(await sup.client.get("slow"))
-            except Exception as exc:
-                outcome.append(exc)
-
+        outcome: list[object] = []
         async with anyio.create_task_group() as tg:
             server.stop()
-            tg.start_soon(read)
+            tg.start_soon(settle, lambda: sup.client.get("slow"), outcome)
             # timed out, the read waits for the supervisor's verdict on the stall
             await poll(lambda: sup.statistics().waiters >= 1, "the timed-out read to wait")
             server.cont()

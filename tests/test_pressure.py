@@ -17,7 +17,7 @@ from supervisor.connection.probe import Probe, ProbeFailed
 from supervisor.connection.schedule import REFUSED_SLOW, Showed
 from supervisor.testing import BinaryServer, free_port
 from tests.helpers.events import until
-from tests.helpers.loops import poll
+from tests.helpers.loops import poll, settle
 
 READY = ConnectionState.READY
 
@@ -128,19 +128,13 @@ async def test_a_waiter_in_line_through_an_outage_is_told_of_the_outage(server, 
         server.url, max_connections=1, command_deadline=3.0, socket_timeout=8.0
     ) as sup:
         await sup.wait_for(READY, timeout=5)
-        outcome: list[BaseException] = []
-
-        async def waiter() -> None:
-            try:
-                await sup.client.get("k")
-            except Exception as exc:
-                outcome.append(exc)
+        outcome: list[object] = []
 
         server.stop()
         try:
             async with anyio.create_task_group() as tg:
                 for _ in range(2):  # one takes the connection and stalls, one waits in line
-                    tg.start_soon(waiter)
+                    tg.start_soon(settle, lambda: sup.client.get("k"), outcome)
                 await poll(lambda: sup.statistics().waiters >= 1, "a GET in the pool's line")
                 await poll(lambda: outcome, "the GET in line to reach its deadline")
                 tg.cancel_scope.cancel()

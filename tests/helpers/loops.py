@@ -4,14 +4,14 @@ the test saying what it waited for and what it saw."""
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Awaitable, Callable, Iterator
 
 import anyio
 
 from supervisor import Supervisor
 from tests.helpers.events import BOUND
 
-__all__ = ("Tally", "bounded", "poll", "prober_attempts")
+__all__ = ("Tally", "bounded", "poll", "prober_attempts", "settle")
 
 
 def bounded(what: str, *, count: int = 1_000_000, seconds: float = 60.0) -> Iterator[int]:
@@ -73,3 +73,12 @@ async def prober_attempts(sup: Supervisor, more: int) -> int:
         lambda: sup.statistics().connect_attempts - before,
     )
     return sup.statistics().connect_attempts
+
+
+async def settle(call: Callable[[], Awaitable[object]], into: list[object]) -> None:
+    """Run a command in a task and keep what it ended with, its reply or its exception,
+    for the test to assert on once the task group is done."""
+    try:
+        into.append(await call())
+    except Exception as exc:
+        into.append(exc)

@@ -51,6 +51,8 @@ class Cause(enum.Enum):
     LOADING = "loading"
     READONLY = "readonly"
     FAILOVER = "failover"
+    SLOT_MIGRATED = "slot_migrated"
+    NODE_REMOVED = "node_removed"
     AUTH = "auth"
     TLS = "tls"
     SETUP = "setup"
@@ -86,7 +88,16 @@ _FIXES: dict[Cause, str] = {
         "the server is a replica now (failover); point the URL at the master or use Sentinel"
     ),
     Cause.FAILOVER: (
-        "Redis Sentinel moved the master to another server; the supervisor followed it"
+        "Redis Sentinel or the cluster moved the master to another server; the supervisor "
+        "followed it"
+    ),
+    Cause.SLOT_MIGRATED: (
+        "a cluster slot moved to another primary (resharding); the supervisor followed it, "
+        "and messages published during the move may be missing: resync them"
+    ),
+    Cause.NODE_REMOVED: (
+        "the node left the cluster (CLUSTER FORGET, del-node); the supervisor moved what "
+        "it carried to the nodes that remain"
     ),
     Cause.AUTH: (
         "authentication failed; fix the username/password in the URL or the "

@@ -119,6 +119,8 @@ class Resubscribed:
     shard_channels: tuple[str, ...]
     down_at: float
     up_at: float
+    node: str | None = None
+    """On a cluster: the node (``host:port``) the names are confirmed on again."""
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

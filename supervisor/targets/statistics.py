@@ -76,3 +76,6 @@ class SupervisorStatistics(NamedTuple):
     """Sentinels whose announcements arrive (0 unless the target is a Sentinel service)."""
     cache: CacheStatistics | None = None
     """The client-side cache's counters; None without ``client_cache``."""
+    pubsub_out_of_sync: int = 0
+    """Cluster pub/sub handles with a name not (yet) confirmed on the node that must
+    carry it: moving after a slot move or a failover, or waiting for one."""

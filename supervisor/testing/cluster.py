@@ -138,6 +138,90 @@ class ClusterSetup:
                     return f"{primary[0]}:{primary[1]}"
         raise LookupError(key)
 
+    def node_id(self, address: str) -> str:
+        with self.node(address).admin() as r:
+            return str(r.execute_command("CLUSTER", "MYID"))
+
+    def slot_of(self, key: str) -> int:
+        with self.nodes[0].admin() as r:
+            return int(r.cluster("keyslot", key))
+
+    def primaries(self) -> list[str]:
+        """Live nodes that say they are a primary."""
+        out = []
+        for n in self.nodes:
+            if n._proc is None or n._proc.poll() is not None:
+                continue
+            with n.admin() as r:
+                if r.execute_command("ROLE")[0] == "master":
+                    out.append(f"127.0.0.1:{n.port}")
+        return out
+
+    def replica_of(self, address: str) -> str:
+        """A live replica of the primary at ``address``."""
+        port = int(address.rsplit(":", 1)[1])
+        for n in self.nodes:
+            if n._proc is None or n._proc.poll() is not None:
+                continue
+            with n.admin() as r:
+                info = r.info("replication")
+                if info["role"] == "slave" and int(info["master_port"]) == port:
+                    return f"127.0.0.1:{n.port}"
+        raise LookupError(f"no live replica of {address}")
+
+    def move_slot(self, slot: int, to: str) -> None:
+        """Move ``slot`` in place as resharding tools do: IMPORTING on the new owner,
+        MIGRATING on the old one, its keys moved with ``MIGRATE``, then ``SETSLOT NODE``
+        on the new owner, the old one and the rest of the primaries."""
+        source = self.owner_of_slot(slot)
+        dest_id, source_id = self.node_id(to), self.node_id(source)
+        host, port = to.rsplit(":", 1)
+        with self.node(to).admin() as d, self.node(source).admin() as s:
+            d.execute_command("CLUSTER", "SETSLOT", slot, "IMPORTING", source_id)
+            s.execute_command("CLUSTER", "SETSLOT", slot, "MIGRATING", dest_id)
+            for _ in range(10_000):
+                keys = s.execute_command("CLUSTER", "GETKEYSINSLOT", slot, 100)
+                if not keys:
+                    break
+                s.execute_command("MIGRATE", host, port, "", 0, 5000, "KEYS", *keys)
+            d.execute_command("CLUSTER", "SETSLOT", slot, "NODE", dest_id)
+            s.execute_command("CLUSTER", "SETSLOT", slot, "NODE", dest_id)
+        for address in self.primaries():
+            if address not in (to, source):
+                with self.node(address).admin() as r:
+                    r.execute_command("CLUSTER", "SETSLOT", slot, "NODE", dest_id)
+
+    def owner_of_slot(self, slot: int) -> str:
+        with self.nodes[0].admin() as r:
+            for start, end, primary, *_ in r.execute_command("CLUSTER", "SLOTS"):
+                if start <= slot <= end:
+                    return f"{primary[0]}:{primary[1]}"
+        raise LookupError(slot)
+
+    def failover(self, address: str, timeout: float = 30) -> str:
+        """A manual ``CLUSTER FAILOVER`` of the primary at ``address``; returns its
+        replica, once that says it is the primary."""
+        replica = self.replica_of(address)
+        with self.node(replica).admin() as r:
+            r.execute_command("CLUSTER", "FAILOVER")
+            deadline = time.monotonic() + timeout
+            while r.execute_command("ROLE")[0] != "master":
+                if time.monotonic() > deadline:
+                    raise RuntimeError(f"{replica} was not promoted within {timeout} s")
+                time.sleep(0.02)
+        return replica
+
+    def add_node(self) -> str:
+        """A new empty primary, met by the cluster; returns its address."""
+        node = ClusterNode(*self.nodes[0]._extra, tls=self.tls)
+        node.start()
+        self.nodes.append(node)
+        address = f"127.0.0.1:{node.port}"
+        with self.nodes[0].admin() as r:
+            r.execute_command("CLUSTER", "MEET", "127.0.0.1", node.port)
+        self.wait_ok()
+        return address
+
     def close(self) -> None:
         for node in self.nodes:
             node.close()

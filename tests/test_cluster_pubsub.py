@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 
 import anyio
 import pytest
+from redis.crc import key_slot
 
 from supervisor import Cause, ClusterSupervisor, ConnectionState, Resubscribed, SupervisorConfig
 from supervisor.targets.cluster_pubsub import ClusterPubSub
@@ -38,14 +39,24 @@ def _config(cluster: ClusterSetup) -> SupervisorConfig:
     )
 
 
+def owners(cluster: ClusterSetup) -> list[str]:
+    """The owner of every slot, as the first node says."""
+    table = [""] * 16384
+    with cluster.nodes[0].admin() as r:
+        for start, end, primary, *_ in r.execute_command("CLUSTER", "SLOTS"):
+            table[start : end + 1] = [f"{primary[0]}:{primary[1]}"] * (end - start + 1)
+    return table
+
+
 def shard_channels(cluster: ClusterSetup, per_primary: int = 2) -> dict[str, list[str]]:
-    """Channel names, ``per_primary`` on each primary, each in its own slot."""
-    out: dict[str, list[str]] = {a: [] for a in cluster.primaries()}
-    for i in bounded("picking shard channels", count=10_000):
+    """Channel names, ``per_primary`` on each primary that serves slots."""
+    table = owners(cluster)
+    out: dict[str, list[str]] = {a: [] for a in set(table)}
+    for i in bounded("picking shard channels", count=1_000_000):
         name = f"shard-{i}"
-        owner = cluster.primary_of(name)
-        if len(out.get(owner, [per_primary])) < per_primary:
-            out[owner].append(name)
+        group = out[table[key_slot(name.encode())]]
+        if len(group) < per_primary:
+            group.append(name)
         if all(len(v) >= per_primary for v in out.values()):
             return out
     raise AssertionError("unreachable")
@@ -67,7 +78,11 @@ class Run:
         await poll(lambda: self.ps.in_sync, f"{what}: the handle in sync", self.ps.subscriptions)
         marks = dict(self.sent)
         for channel, n in marks.items():
-            await self.ledger.delivered(channel, str(n + 2), f"{what}: {channel} delivers")
+            if channel == "keyspace":
+                key = f"__keyspace@0__:ks:{n + 2}"
+                await self.ledger.delivered(key, "set", f"{what}: keyspace notifications")
+            else:
+                await self.ledger.delivered(channel, str(n + 2), f"{what}: {channel} delivers")
 
 
 @asynccontextmanager
@@ -100,12 +115,21 @@ async def running(cluster: ClusterSetup, *, keyspace: bool = True) -> AsyncItera
         async def set_key(channel: str, payload: str) -> None:
             await sup.client.set(channel.removeprefix("__keyspace@0__:"), payload)
 
+        async def keyspace_publisher() -> None:
+            for n in bounded("keyspace publisher", seconds=120):
+                if stop.is_set():
+                    return
+                run.sent["keyspace"] = n
+                await ledger.publish(set_key, f"__keyspace@0__:ks:{n}", "set")
+
         async with anyio.create_task_group() as tg:
             tg.start_soon(ledger.consume, ps)
             async with anyio.create_task_group() as publishers:
                 for name in names:
                     publishers.start_soon(publisher, name, sup.client.spublish)
                 publishers.start_soon(publisher, "classic", sup.client.publish)
+                if keyspace:
+                    publishers.start_soon(keyspace_publisher)
                 await run.flowing("before the fault")
                 yield run
                 await run.flowing("after the fault")
@@ -168,3 +192,78 @@ async def test_a_killed_primary_is_followed_to_its_promoted_replica(cluster):
         finally:
             cluster.node(primary).start()
     await anyio.to_thread.run_sync(cluster.wait_ok)
+
+
+async def test_the_node_of_the_classic_channels_killed_moves_them_with_a_window(cluster):
+    async with running(cluster) as run:
+        holder = next(
+            a
+            for a, s in run.ps.subscriptions().items()
+            if "classic" in s["confirmed"].get("subscribe", ())
+        )
+        cluster.node(holder).kill()
+        try:
+            marker = await run.ledger.marker(
+                lambda m: "classic" in m.channels, "a marker for the classic channel", bound=30
+            )
+            assert marker.node != holder
+        finally:
+            cluster.node(holder).start()
+    await anyio.to_thread.run_sync(cluster.wait_ok)
+
+
+async def test_ten_thousand_shard_channels_resubscribe_after_a_kill(cluster):
+    names = [f"many-{i}" for i in range(10_000)]
+    table = owners(cluster)
+    victim = table[key_slot(names[0].encode())]
+    on_victim = {n for n in names if table[key_slot(n.encode())] == victim}
+    async with ClusterSupervisor(_config(cluster)) as sup, sup.pubsub() as ps:
+        await sup.wait_for(ConnectionState.READY, timeout=10)
+        ledger = Ledger()
+        await ps.ssubscribe(*names)
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(ledger.consume, ps)
+            cluster.node(victim).kill()
+            try:
+                await poll(
+                    lambda: on_victim <= {n for m in ledger.markers for n in m.shard_channels},
+                    f"markers for the {len(on_victim):,} channels of the killed primary",
+                    lambda: sum(len(m.shard_channels) for m in ledger.markers),
+                    bound=30,
+                )
+                await poll(lambda: ps.in_sync, "the handle in sync", bound=10)
+                promoted = {m.node for m in ledger.markers}
+                assert len(promoted) == 1 and victim not in promoted, promoted
+                for name in sorted(on_victim)[:50]:
+                    await ledger.publish(sup.client.spublish, name, "after")
+                    await ledger.delivered(name, "after", f"a message on {name} after the kill")
+                assert all(m.cause is Cause.FAILOVER for m in ledger.markers), ledger.markers
+            finally:
+                cluster.node(victim).start()
+            await ps.aclose()
+        ledger.check()
+    await anyio.to_thread.run_sync(cluster.wait_ok)
+
+
+async def test_a_node_added_gets_the_keyspace_patterns_and_the_slots_moved_to_it(cluster):
+    async with running(cluster) as run:
+        added = await anyio.to_thread.run_sync(cluster.add_node)
+        with cluster.node(added).admin() as r:
+            r.config_set("notify-keyspace-events", "K$")
+        await poll(
+            lambda: (
+                KEYSPACE
+                in run.ps.subscriptions().get(added, {}).get("confirmed", {}).get("psubscribe", ())
+            ),
+            f"the keyspace pattern confirmed on the new primary {added}",
+            run.ps.subscriptions,
+        )
+        channel = run.channel_on(next(iter(run.shards)))
+        await anyio.to_thread.run_sync(cluster.move_slot, cluster.slot_of(channel), added)
+        marker = await run.ledger.marker(moved(Cause.SLOT_MIGRATED, channel), "a marker")
+        assert marker.node == added
+        key = f"ks:{{{channel}}}"
+        await run.sup.client.set(key, 1)
+        await run.ledger.delivered(
+            f"__keyspace@0__:{key}", "set", "a notification from the new node"
+        )

@@ -13,14 +13,12 @@ from __future__ import annotations
 import math
 from collections.abc import AsyncGenerator
 from contextlib import asynccontextmanager
-from typing import Any, Self, final
+from typing import Self, final
 from urllib.parse import urlsplit
 
 import anyio
 from anyio import AsyncContextManagerMixin
-from anyio.abc import TaskGroup
 from redis.asyncio.cluster import ClusterNode
-from redis.asyncio.connection import AbstractConnection, Connection, SSLConnection
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 from redis.exceptions import (
@@ -36,20 +34,19 @@ from supervisor.connection.quiet import install as install_quiet
 from supervisor.connection.quiet import quiet_task
 from supervisor.connection.resend import Failure
 from supervisor.errors import Unavailable
-from supervisor.events import Resubscribed, TopologyChanged
+from supervisor.events import TopologyChanged
 from supervisor.state import ConnectionState
 from supervisor.targets.cluster_client import SupervisedRedisCluster, cluster_options
 from supervisor.targets.cluster_lanes import ClusterLanes
 from supervisor.targets.cluster_nodes import ClusterNodes
 from supervisor.targets.cluster_pubsub import ClusterPubSub
+from supervisor.targets.cluster_routes import ClusterRoutes
 from supervisor.targets.cluster_topology import ClusterNodeState, Row, slot_ranges
 from supervisor.targets.observable import Observable
 from supervisor.targets.sentinel import parse_address
 from supervisor.targets.statistics import SupervisorStatistics
 
 __all__ = ("ClusterNodeState", "ClusterSupervisor")
-
-_SLOTS = 16384
 
 _PROMOTION_POLL = 0.01
 """Seconds between two ``ROLE`` questions to the replicas of a primary that is down:
@@ -85,7 +82,6 @@ class ClusterSupervisor(Observable, AsyncContextManagerMixin):
         # a check's replies have the check's deadline (health_check_timeout), as the
         # single target's probe: a busy node that answers within it is up
         node_kwargs["socket_timeout"] = None
-        self._node_kwargs = node_kwargs
         auth = {k: kwargs[k] for k in ("username", "password") if kwargs.get(k)}
         # rediss://: TLS on every connection, the client's and the probes' alike
         self._tls = urlsplit(config.url).scheme == "rediss"
@@ -121,9 +117,14 @@ class ClusterSupervisor(Observable, AsyncContextManagerMixin):
         self._successors: list[str] = []
         """Replicas of primaries that are down, watched for their promotion."""
         self._topology: tuple[tuple[str, str], ...] | None = None
-        self._owners: list[str | None] = [None] * _SLOTS
-        self._pubsubs: set[ClusterPubSub] = set()
-        self._tg: TaskGroup | None = None
+        self._routes = ClusterRoutes(
+            config,
+            self._nodes,
+            node_kwargs,
+            tls=self._tls,
+            publish=self._publish,
+            wake_round=self.wake_round,
+        )
         self._rounds_started = 0
         self._rounds_done = 0
         self._round_done: anyio.Event | None = None
@@ -153,7 +154,7 @@ class ClusterSupervisor(Observable, AsyncContextManagerMixin):
             connections_lost_by_cause=dict(self._losses),
             outages_by_cause=dict(self._outages),
             health_checks=self._rounds_done,
-            pubsub_out_of_sync=sum(not h.in_sync for h in self._pubsubs),
+            pubsub_out_of_sync=self._routes.out_of_sync,
             health_latency=max(latencies) if latencies else None,
             waiters=self.gate.waiters,
             subscribers=len(self._hub),
@@ -168,47 +169,12 @@ class ClusterSupervisor(Observable, AsyncContextManagerMixin):
         keyspace notifications are subscribed on every primary. A gap is reported by a
         ``Resubscribed`` marker (also published to subscribers) before the next message.
         """
-        return ClusterPubSub(self)
-
-    # -- what a pub/sub handle asks --------------------------------------------------
-
-    def owner_of(self, slot: int) -> str | None:
-        """The primary serving ``slot`` as the last health round read it."""
-        return self._owners[slot]
-
-    def primaries(self) -> list[str]:
-        """Primaries that answered the last health round."""
-        return [a for a, n in self._nodes.states.items() if n.role == "primary" and n.up]
-
-    def node(self, address: str) -> ClusterNodeState | None:
-        return self._nodes.states.get(address)
-
-    def node_connection(self, address: str) -> AbstractConnection:
-        host, port = parse_address(address)
-        kind = SSLConnection if self._tls else Connection
-        return kind(**{**self._node_kwargs, "host": host, "port": port, "protocol": 2})
-
-    def start(self, handle: ClusterPubSub) -> None:
-        if self._tg is None:
-            raise RuntimeError(
-                "pubsub() needs a running ClusterSupervisor: call it inside "
-                "`async with ClusterSupervisor(config) as sup`"
-            )
-        self._pubsubs.add(handle)
-        self._tg.start_soon(self._run_pubsub, handle)
-
-    async def _run_pubsub(self, handle: ClusterPubSub) -> None:
-        try:
-            await handle.run()
-        finally:
-            self._pubsubs.discard(handle)
+        return ClusterPubSub(self._routes)
 
     def wake_round(self) -> None:
+        """Run the next health round now (a pub/sub handle saw the topology move)."""
         if self._wake is not None:
             self._wake.set()
-
-    def publish_resubscribed(self, **fields: Any) -> Resubscribed:
-        return self._publish(Resubscribed, **fields)
 
     def command_failed(self, exc: BaseException, failure: Failure) -> None:
         """Count a connection a command lost (not a full node pool, not a refusal)."""
@@ -251,14 +217,14 @@ class ClusterSupervisor(Observable, AsyncContextManagerMixin):
         self._wake = anyio.Event()
         try:
             async with anyio.create_task_group() as tg:
-                self._tg = tg
+                self._routes.tg = tg
                 tg.start_soon(self._run)
                 if self._deadlines is not None:
                     tg.start_soon(self._deadlines.run)
                 try:
                     yield self
                 finally:
-                    self._tg = None
+                    self._routes.tg = None
                     tg.cancel_scope.cancel()
         finally:
             with anyio.CancelScope(shield=True), anyio.move_on_after(5):
@@ -303,9 +269,7 @@ class ClusterSupervisor(Observable, AsyncContextManagerMixin):
                 await wake.wait()
 
     async def _round(self) -> None:
-        changed = await self._check_round()
-        for handle in list(self._pubsubs):
-            handle.after_round(changed)
+        self._routes.after_round(await self._check_round())
 
     async def _check_round(self) -> bool:
         """One round; True when the topology changed (or was read for the first time)."""
@@ -400,11 +364,7 @@ class ClusterSupervisor(Observable, AsyncContextManagerMixin):
         previous, self._topology = self._topology, topology
         if previous == topology:
             return False
-        owners: list[str | None] = [None] * _SLOTS
-        for address, slots in topology:
-            for low, high in slot_ranges(slots):
-                owners[low : high + 1] = [address] * (high - low + 1)
-        self._owners = owners
+        self._routes.follow(topology)
         if previous is None:
             return True
         self.client.refresh_from(self._nodes.source)

@@ -12,7 +12,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-__all__ = ("Closed", "Gap", "Gaps", "Name")
+from supervisor.causes import Cause, Evidence, attribute
+from supervisor.targets.cluster_topology import ClusterNodeState
+
+__all__ = ("Closed", "Gap", "Gaps", "Name", "cause_of")
 
 Name = tuple[str, str]
 """``(kind, name)``: ``("ssubscribe", "orders")``."""
@@ -26,7 +29,8 @@ class Gap:
     address: str
     """The node they were on."""
     reason: str
-    """``dropped`` (the node unsubscribed them: a slot moved) or ``lost`` (the connection)."""
+    """``dropped`` (the node unsubscribed them: a slot moved), ``failover`` (it did, as a
+    replica of their new owner) or ``lost`` (the connection)."""
     error: str
     inflight: dict[str, int] = field(default_factory=dict)
     confirmed: dict[str, list[Name]] = field(default_factory=dict)
@@ -98,3 +102,17 @@ class Gaps:
             return None
         names = gap.confirmed.pop(address, [])
         return Closed(gap, address, names) if names else None
+
+
+def cause_of(gap: Gap, before: ClusterNodeState | None, now_on: str) -> tuple[Cause, str]:
+    """Why ``gap`` opened, from what the node it was on is now."""
+    if before is None:
+        return Cause.NODE_REMOVED, f"{gap.address} left the cluster"
+    if gap.reason == "failover" or (
+        gap.reason == "lost" and (before.role == "replica" or not before.slots)
+    ):
+        return Cause.FAILOVER, f"{gap.address} failed over; now on {now_on}"
+    if gap.reason == "dropped":
+        return Cause.SLOT_MIGRATED, f"slot(s) moved from {gap.address} to {now_on}"
+    cause, detail = attribute(Evidence(error=gap.error, reachable=before.up, client_class="pubsub"))
+    return cause, f"{gap.address}: {detail}"

@@ -1,0 +1,394 @@
+"""Where a cluster pub/sub handle's names go, and the links that carry them there.
+
+A shard channel goes to the primary that owns its slot, a classic channel or pattern
+to one node (the cluster broadcasts ``PUBLISH``), a keyspace or keyevent name to every
+primary (notifications stay on the node where the key lives). Each node gets one
+``Link``. What the server says is acted on at once: an unsubscribe nobody asked for
+means the slot moved, and the node that gave it up says who serves it now; a lost
+link's names go where the topology now says; each health round's topology is
+reconciled with where every name is.
+"""
+
+from __future__ import annotations
+
+import random
+import time
+from collections.abc import Callable, Iterable
+from contextlib import suppress
+from typing import Any
+
+import anyio
+from anyio.abc import TaskGroup
+from redis.crc import key_slot
+from redis.exceptions import AskError, ClusterDownError, ResponseError, TryAgainError
+
+from supervisor.connection import replies
+from supervisor.connection.backoff import Backoff
+from supervisor.connection.losses import describe
+from supervisor.targets.cluster_gaps import Closed, Gap, Gaps
+from supervisor.targets.cluster_inbox import Inbox
+from supervisor.targets.cluster_link import SUBSCRIBE_KINDS, Call, Link
+from supervisor.targets.cluster_routes import ClusterRoutes
+
+__all__ = ("Router", "node_local")
+
+_NODE_LOCAL = ("__keyspace@", "__keyevent@")
+
+
+def node_local(name: str) -> bool:
+    """Keyspace and keyevent notifications are published only on the node of the key."""
+    return name.startswith(_NODE_LOCAL)
+
+
+class Router:
+    """The links of one handle and the names on each; ``run()`` (the handle's task)
+    routes whatever waits for a node."""
+
+    def __init__(
+        self,
+        sup: ClusterRoutes,
+        names: Callable[[str], set[str]],
+        gaps: Gaps,
+        inbox: Inbox,
+        emit: Callable[[list[Closed]], None],
+    ) -> None:
+        self._sup = sup
+        config = sup.config
+        self._interval = config.health_check_interval
+        self._timeout = config.health_check_timeout
+        self._connect_timeout = config.socket_connect_timeout
+        self._backoff = Backoff(
+            config.backoff_base, config.backoff_cap, jitter=config.backoff_jitter
+        )
+        self._names = names
+        self._gaps = gaps
+        self._inbox = inbox
+        self._emit = emit
+        self._links: dict[str, Link] = {}
+        self._broadcast: str | None = None
+        self._parked: list[tuple[str, list[str], Call | None]] = []
+        self._retry_at: dict[str, float] = {}
+        self._moved: dict[int, str] = {}
+        self._asking: dict[str, tuple[Gap, set[int]]] = {}
+        self._primaries: frozenset[str] = frozenset()
+        self._wake = anyio.Event()
+        self.tg: TaskGroup | None = None
+
+    def subscriptions(self) -> dict[str, dict[str, dict[str, frozenset[str]]]]:
+        """Per node: the names routed there (``wanted``) and those the node confirmed
+        (``confirmed``), by kind. They differ while a subscription is on its way."""
+        return {
+            address: {
+                "wanted": {k: frozenset(v) for k, v in link.wanted.items() if v},
+                "confirmed": {k: frozenset(v) for k, v in link.confirmed.items() if v},
+            }
+            for address, link in self._links.items()
+        }
+
+    @property
+    def in_sync(self) -> bool:
+        """Every wanted name is confirmed on the node that must carry it."""
+        if self._parked:
+            return False
+        return all(link.up and link.wanted == link.confirmed for link in self._links.values())
+
+    async def close_links(self) -> None:
+        links, self._links = list(self._links.values()), {}
+        for link in links:
+            for _, _, call in link.release():
+                if call is not None:
+                    call.done.set()
+            with anyio.move_on_after(1), suppress(Exception):
+                await link.close()
+
+    def release_parked(self) -> None:
+        for _, _, call in self._parked:
+            if call is not None:
+                call.done.set()
+        self._parked = []
+
+    async def remove(self, kind: str, gone: list[str]) -> None:
+        """The application unsubscribed ``gone``."""
+        self._parked = [
+            (k, [n for n in ns if n not in gone], c) if k == kind else (k, ns, c)
+            for k, ns, c in self._parked
+        ]
+        for link in list(self._links.values()):
+            with suppress(Exception):
+                await link.remove(kind, gone)
+            if link.empty and link.address != self._broadcast:
+                await self._retire(link)
+
+    # -- routing -----------------------------------------------------------------------
+
+    def _destinations(self, kind: str, names: list[str]) -> dict[str, list[str]] | None:
+        """Where ``names`` go now, by node; None while some have nowhere to go."""
+        out: dict[str, list[str]] = {}
+        if kind == "ssubscribe":
+            for name in names:
+                slot = key_slot(name.encode())
+                owner = self._moved.get(slot) or self._sup.owner_of(slot)
+                if owner is None:
+                    return None
+                out.setdefault(owner, []).append(name)
+            return out
+        local = [n for n in names if node_local(n)]
+        broadcast = [n for n in names if not node_local(n)]
+        if local:
+            primaries = self._sup.primaries()
+            if not primaries:
+                return None
+            for address in primaries:
+                link = self._links.get(address)
+                lacking = [n for n in local if link is None or n not in link.wanted[kind]]
+                if lacking:
+                    out.setdefault(address, []).extend(lacking)
+        if broadcast:
+            node = self._broadcast_node()
+            if node is None:
+                return None
+            out.setdefault(node, []).extend(broadcast)
+        return out
+
+    def _broadcast_node(self) -> str | None:
+        if self._broadcast is not None and self._usable(self._broadcast):
+            return self._broadcast
+        candidates = [a for a in self._sup.primaries() if self._usable(a)]
+        self._broadcast = random.choice(candidates) if candidates else None
+        return self._broadcast
+
+    def _usable(self, address: str) -> bool:
+        state = self._sup.node(address)
+        return (state is None or state.up) and self._retry_at.get(address, 0) <= time.monotonic()
+
+    async def route(
+        self, kind: str, names: list[str], call: Call | None, counted: bool = False
+    ) -> None:
+        destinations = self._destinations(kind, names)
+        if destinations is None or any(
+            self._retry_at.get(a, 0) > time.monotonic() for a in destinations
+        ):
+            if call is not None and not counted:
+                call.expect(len(names))
+            self._parked.append((kind, names, call))
+            return
+        for address, group in destinations.items():
+            if call is not None and not counted:
+                call.expect(len(group))
+            link = self._link(address)
+            self._gaps.routed([(kind, n) for n in group], address)
+            if kind == "ssubscribe":
+                by_slot: dict[int, list[str]] = {}
+                for name in group:
+                    by_slot.setdefault(key_slot(name.encode()), []).append(name)
+                batches: Iterable[list[str]] = by_slot.values()
+            else:
+                batches = [group]
+            try:
+                for batch in batches:
+                    await link.send(kind, batch, call)
+            except Exception as exc:
+                await self._link_lost(link, exc)
+
+    def _link(self, address: str) -> Link:
+        link = self._links.get(address)
+        if link is None:
+            link = self._links[address] = Link(
+                address,
+                self._sup.node_connection(address),
+                self,
+                interval=self._interval,
+                timeout=self._timeout,
+                connect_timeout=self._connect_timeout,
+            )
+            assert self.tg is not None
+            self.tg.start_soon(self._read, link)
+        return link
+
+    async def _read(self, link: Link) -> None:
+        try:
+            await link.run()
+        except Exception as exc:
+            # whatever ends a link (a lost connection, a reply redis-py cannot parse)
+            # moves its names; it never ends the supervisor
+            if not link.closed:
+                await self._link_lost(link, exc)
+
+    async def _retire(self, link: Link) -> None:
+        self._links.pop(link.address, None)
+        await link.close()
+
+    async def _link_lost(self, link: Link, exc: BaseException) -> None:
+        """The link's connection is gone: its confirmed names open a gap; every name
+        it carried goes where the topology says now."""
+        if self._links.get(link.address) is link:
+            del self._links[link.address]
+        was_up = link.up
+        await link.close()
+        if link.address == self._broadcast:
+            self._broadcast = None
+        self._retry_at[link.address] = time.monotonic() + self._backoff.next_delay()
+        confirmed = [(k, n) for k, names in link.confirmed.items() for n in names]
+        if confirmed:
+            self._gaps.open(confirmed, Gap(link.caught_up_at, link.address, "lost", describe(exc)))
+        unconfirmed = link.release()
+        for kind, names, call in unconfirmed:
+            self._emit(self._gaps.unrouted([(kind, n) for n in names], link.address))
+            self._parked.append((kind, names, call))
+        for kind in SUBSCRIBE_KINDS:
+            if link.confirmed[kind]:
+                self._parked.append((kind, sorted(link.confirmed[kind]), None))
+        if not was_up:
+            self._sup.wake_round()
+        self._wake.set()
+
+    async def run(self) -> None:
+        while True:
+            delay = min(
+                (at - time.monotonic() for at in self._retry_at.values()), default=float("inf")
+            )
+            with anyio.move_on_after(max(delay, 0) if self._parked else float("inf")):
+                await self._wake.wait()
+            self._wake = anyio.Event()
+            self._retry_at = {a: t for a, t in self._retry_at.items() if t > time.monotonic()}
+            asking, self._asking = self._asking, {}
+            for address, (gap, slots) in asking.items():
+                await self._ask(address, gap, slots)
+            await self._reconcile()
+            parked, self._parked = self._parked, []
+            for kind, names, call in parked:
+                names = [n for n in names if n in self._names(kind)]
+                if names:
+                    await self.route(kind, names, call, counted=True)
+
+    # -- what the supervisor tells ------------------------------------------------------
+
+    def after_round(self, topology_changed: bool) -> None:
+        """A health round ended; a new topology (or a primary that appeared, empty)
+        may move names."""
+        primaries = frozenset(self._sup.primaries())
+        if primaries != self._primaries:
+            self._primaries = primaries
+            self._wake.set()
+        if topology_changed:
+            self._moved.clear()
+            self._retry_at.clear()
+            self._wake.set()
+        elif self._parked:
+            self._wake.set()
+
+    async def _reconcile(self) -> None:
+        """Move every name whose node no longer must carry it (the node lost its slot,
+        stopped being a primary, or left) and give new primaries the node-local names."""
+        primaries = set(self._sup.primaries())
+        for address, link in list(self._links.items()):
+            moves: list[tuple[str, list[str]]] = []
+            shard = [
+                n
+                for n in link.wanted["ssubscribe"]
+                if (
+                    self._moved.get(key_slot(n.encode()))
+                    or self._sup.owner_of(key_slot(n.encode()))
+                )
+                not in (address, None)
+            ]
+            if shard:
+                moves.append(("ssubscribe", shard))
+            state = self._sup.node(address)
+            if state is None or state.role == "replica":
+                for kind in ("subscribe", "psubscribe"):
+                    local = [n for n in link.wanted[kind] if node_local(n)]
+                    if local:
+                        moves.append((kind, local))
+            for kind, names in moves:
+                confirmed = [(kind, n) for n in names if n in link.confirmed[kind]]
+                self._emit(
+                    self._gaps.unrouted(
+                        [(kind, n) for n in names if n not in link.confirmed[kind]], address
+                    )
+                )
+                with suppress(Exception):
+                    await link.remove(kind, names)
+                if confirmed:
+                    self._gaps.open(confirmed, Gap(link.caught_up_at, address, "dropped", ""))
+                if kind == "ssubscribe":
+                    self._parked.append((kind, names, None))
+            if link.empty and address != self._broadcast:
+                await self._retire(link)
+        for kind in ("subscribe", "psubscribe"):
+            local = [n for n in self._names(kind) if node_local(n)]
+            if not local:
+                continue
+            for address in primaries:
+                holder = self._links.get(address)
+                missing = [n for n in local if holder is None or n not in holder.wanted[kind]]
+                if missing:
+                    self._parked.append((kind, missing, None))
+
+    # -- what a link tells --------------------------------------------------------------
+
+    def message(self, reply: Any) -> None:
+        self._inbox.message(reply)
+
+    async def room(self) -> None:
+        await self._inbox.room()
+
+    def confirmed(self, link: Link, kind: str, name: str) -> None:
+        closed = self._gaps.confirmed((kind, name), link.address)
+        if closed is not None:
+            self._emit([closed])
+        self._backoff.reset()
+
+    def refused(
+        self, link: Link, kind: str, names: list[str], call: Call | None, exc: ResponseError
+    ) -> None:
+        self._emit(self._gaps.unrouted([(kind, n) for n in names], link.address))
+        if isinstance(exc, AskError):
+            if type(exc).__name__ == "MovedError":
+                self._moved[exc.slot_id] = f"{exc.host}:{exc.port}"
+                self._sup.wake_round()
+            self._parked.append((kind, names, call))
+            self._wake.set()
+        elif isinstance(exc, (ClusterDownError, TryAgainError)):
+            self._retry_at[link.address] = time.monotonic() + self._backoff.next_delay()
+            self._parked.append((kind, names, call))
+            self._wake.set()
+        else:
+            self._names(kind).difference_update(names)
+            if call is not None:
+                call.refused(exc)
+
+    def dropped(self, link: Link, kind: str, name: str) -> None:
+        """The node unsubscribed ``name`` itself: its slot has a new owner, which a
+        subscribe on the same node names (``MOVED``)."""
+        if name not in self._names(kind):
+            return
+        gap, slots = self._asking.get(link.address) or (
+            Gap(link.caught_up_at, link.address, "dropped", ""),
+            set(),
+        )
+        self._asking[link.address] = gap, slots
+        slots.add(key_slot(name.encode()))
+        self._gaps.open([(kind, name)], gap)
+        self._parked.append((kind, [name], None))
+        self._wake.set()
+
+    async def _ask(self, address: str, gap: Gap, slots: set[int]) -> None:
+        """Ask the node that dropped shard channels who serves their slots now (it
+        knows: it just gave them up); a failover if it is that owner's replica now."""
+        try:
+            ranges, following = await self._sup.seen_by(
+                address, self._connect_timeout + self._timeout
+            )
+        except Exception:
+            self._sup.wake_round()  # unreachable now: the rounds will tell
+            return
+        for start, end, primary, *_ in ranges:
+            owner = f"{replies.text(primary[0])}:{primary[1]}"
+            mine = [slot for slot in slots if start <= slot <= end]
+            if not mine or owner == address:
+                continue
+            for slot in mine:
+                self._moved[slot] = owner
+            if owner == following:
+                gap.reason = "failover"

@@ -3,6 +3,7 @@ message published outside a reported window is delivered once (tests/helpers/led
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
@@ -68,6 +69,9 @@ class Run:
     ps: ClusterPubSub
     ledger: Ledger
     shards: dict[str, list[str]]
+    classic: str
+    """A classic channel of this run alone: PUBLISH crosses the cluster bus, so an
+    earlier test's last messages may still reach a node after it ended."""
     sent: dict[str, int] = field(default_factory=dict)
 
     def channel_on(self, address: str) -> str:
@@ -97,10 +101,10 @@ async def running(cluster: ClusterSetup, *, keyspace: bool = True) -> AsyncItera
     async with ClusterSupervisor(_config(cluster)) as sup, sup.pubsub() as ps:
         await sup.wait_for(ConnectionState.READY, timeout=10)
         ledger = Ledger()
-        run = Run(sup, ps, ledger, shards)
+        run = Run(sup, ps, ledger, shards, f"classic-{uuid.uuid4().hex[:8]}")
         names = [n for group in shards.values() for n in group]
         await ps.ssubscribe(*names)
-        await ps.subscribe("classic")
+        await ps.subscribe(run.classic)
         if keyspace:
             await ps.psubscribe(KEYSPACE)
         stop = anyio.Event()
@@ -127,7 +131,7 @@ async def running(cluster: ClusterSetup, *, keyspace: bool = True) -> AsyncItera
             async with anyio.create_task_group() as publishers:
                 for name in names:
                     publishers.start_soon(publisher, name, sup.client.spublish)
-                publishers.start_soon(publisher, "classic", sup.client.publish)
+                publishers.start_soon(publisher, run.classic, sup.client.publish)
                 if keyspace:
                     publishers.start_soon(keyspace_publisher)
                 await run.flowing("before the fault")
@@ -199,12 +203,12 @@ async def test_the_node_of_the_classic_channels_killed_moves_them_with_a_window(
         holder = next(
             a
             for a, s in run.ps.subscriptions().items()
-            if "classic" in s["confirmed"].get("subscribe", ())
+            if run.classic in s["confirmed"].get("subscribe", ())
         )
         cluster.node(holder).kill()
         try:
             marker = await run.ledger.marker(
-                lambda m: "classic" in m.channels, "a marker for the classic channel", bound=30
+                lambda m: run.classic in m.channels, "a marker for the classic channel", bound=30
             )
             assert marker.node != holder
         finally:

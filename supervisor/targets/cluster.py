@@ -11,6 +11,7 @@ for its failover, or fail fast; the other slots are not held.
 from __future__ import annotations
 
 import math
+import time
 from collections.abc import AsyncGenerator
 from contextlib import asynccontextmanager
 from typing import Self, final
@@ -269,7 +270,8 @@ class ClusterSupervisor(Observable, AsyncContextManagerMixin):
                 await wake.wait()
 
     async def _round(self) -> None:
-        self._routes.after_round(await self._check_round())
+        started = time.time()
+        self._routes.after_round(await self._check_round(), started)
 
     async def _check_round(self) -> bool:
         """One round; True when the topology changed (or was read for the first time)."""

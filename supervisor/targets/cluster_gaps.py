@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from supervisor.causes import Cause, Evidence, attribute
 from supervisor.targets.cluster_topology import ClusterNodeState
 
-__all__ = ("Closed", "Gap", "Gaps", "Name", "cause_of")
+__all__ = ("Closed", "Gap", "Gaps", "Name", "cause_of", "node_local")
 
 Name = tuple[str, str]
 """``(kind, name)``: ``("ssubscribe", "orders")``."""
@@ -30,7 +30,8 @@ class Gap:
     """The node they were on."""
     reason: str
     """``dropped`` (the node unsubscribed them: a slot moved), ``failover`` (it did, as a
-    replica of their new owner) or ``lost`` (the connection)."""
+    replica of their new owner), ``lost`` (the connection) or ``promoted`` (the node
+    became a primary: its notifications were not read until then)."""
     error: str
     inflight: dict[str, int] = field(default_factory=dict)
     confirmed: dict[str, list[Name]] = field(default_factory=dict)
@@ -45,34 +46,54 @@ class Closed:
     names: list[Name]
 
 
+_NODE_LOCAL = ("__keyspace@", "__keyevent@")
+
+
+def node_local(name: str) -> bool:
+    """Keyspace and keyevent notifications are published only on the node of the key:
+    such a name is carried by every primary, and has a gap per node."""
+    return name.startswith(_NODE_LOCAL)
+
+
 class Gaps:
     __slots__ = ("_of",)
 
     def __init__(self) -> None:
-        self._of: dict[Name, Gap] = {}
+        self._of: dict[tuple[str, str, str], Gap] = {}
 
     def __len__(self) -> int:
         return len(self._of)
 
+    @staticmethod
+    def _key(name: Name, address: str) -> tuple[str, str, str]:
+        return (*name, address if node_local(name[1]) else "")
+
     def open(self, names: list[Name], gap: Gap) -> None:
         """``names`` lost delivery; one already in a gap keeps its earlier window."""
         for name in names:
-            before = self._of.get(name)
+            key = self._key(name, gap.address)
+            before = self._of.get(key)
             if before is not None and before.down_at <= gap.down_at:
                 continue
-            self._of[name] = gap
+            self._of[key] = gap
 
-    def of(self, name: Name) -> Gap | None:
-        return self._of.get(name)
+    def promoted(self, names: list[Name], address: str, since: float, primaries: set[str]) -> None:
+        """``address`` became a primary after ``since``: its node-local ``names`` missed
+        what it published until they are confirmed there. Gaps of nodes that are no
+        longer primaries end in this one (their keys now live here)."""
+        down_at = since
+        for key in [k for k in self._of if k[2] and k[2] not in primaries]:
+            down_at = min(down_at, self._of.pop(key).down_at)
+        self.open(names, Gap(down_at, address, "promoted", ""))
 
     def routed(self, names: list[Name], address: str) -> None:
         for name in names:
-            gap = self._of.get(name)
+            gap = self._of.get(self._key(name, address))
             if gap is not None:
                 gap.inflight[address] = gap.inflight.get(address, 0) + 1
 
     def confirmed(self, name: Name, address: str) -> Closed | None:
-        gap = self._of.pop(name, None)
+        gap = self._of.pop(self._key(name, address), None)
         if gap is None:
             return None
         gap.confirmed.setdefault(address, []).append(name)
@@ -82,7 +103,7 @@ class Gaps:
         """``names`` will not be confirmed on ``address`` (refused, moved, link lost)."""
         closed = []
         for name in names:
-            gap = self._of.get(name)
+            gap = self._of.get(self._key(name, address))
             if gap is not None:
                 done = self._settle(gap, address, 1)
                 if done is not None:
@@ -91,8 +112,9 @@ class Gaps:
 
     def forget(self, names: list[Name]) -> None:
         """The application unsubscribed: no marker for these."""
-        for name in names:
-            self._of.pop(name, None)
+        gone = set(names)
+        for key in [k for k in self._of if (k[0], k[1]) in gone]:
+            del self._of[key]
 
     @staticmethod
     def _settle(gap: Gap, address: str, count: int) -> Closed | None:
@@ -108,6 +130,8 @@ def cause_of(gap: Gap, before: ClusterNodeState | None, now_on: str) -> tuple[Ca
     """Why ``gap`` opened, from what the node it was on is now."""
     if before is None:
         return Cause.NODE_REMOVED, f"{gap.address} left the cluster"
+    if gap.reason == "promoted":
+        return Cause.FAILOVER, f"{now_on} became a primary"
     if gap.reason == "failover" or (
         gap.reason == "lost" and (before.role == "replica" or not before.slots)
     ):

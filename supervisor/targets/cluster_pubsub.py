@@ -169,7 +169,7 @@ class ClusterPubSub:
         gap, up_at = done.gap, time.time()
         cause, why = cause_of(gap, self._sup.node(gap.address), done.address)
         by_kind: dict[str, list[str]] = {kind: [] for kind in SUBSCRIBE_KINDS}
-        for kind, name in done.names:
+        for kind, name in dict.fromkeys(done.names):
             by_kind[kind].append(name)
         return self._sup.publish_resubscribed(
             cause=cause,

@@ -25,19 +25,12 @@ from redis.exceptions import AskError, ClusterDownError, ResponseError, TryAgain
 from supervisor.connection import replies
 from supervisor.connection.backoff import Backoff
 from supervisor.connection.losses import describe
-from supervisor.targets.cluster_gaps import Closed, Gap, Gaps
+from supervisor.targets.cluster_gaps import Closed, Gap, Gaps, node_local
 from supervisor.targets.cluster_inbox import Inbox
 from supervisor.targets.cluster_link import SUBSCRIBE_KINDS, Call, Link
 from supervisor.targets.cluster_routes import ClusterRoutes
 
-__all__ = ("Router", "node_local")
-
-_NODE_LOCAL = ("__keyspace@", "__keyevent@")
-
-
-def node_local(name: str) -> bool:
-    """Keyspace and keyevent notifications are published only on the node of the key."""
-    return name.startswith(_NODE_LOCAL)
+__all__ = ("Router",)
 
 
 class Router:
@@ -268,6 +261,8 @@ class Router:
         may move names."""
         primaries = frozenset(self._sup.primaries())
         if primaries != self._primaries:
+            if self._primaries:
+                self._promoted(primaries - self._primaries, set(primaries))
             self._primaries = primaries
             self._wake.set()
         if topology_changed:
@@ -276,6 +271,15 @@ class Router:
             self._wake.set()
         elif self._parked:
             self._wake.set()
+
+    def _promoted(self, new: frozenset[str], primaries: set[str]) -> None:
+        local = [
+            (k, n) for k in ("subscribe", "psubscribe") for n in self._names(k) if node_local(n)
+        ]
+        for address in new:
+            state = self._sup.node(address)
+            if local and state is not None and state.slots:
+                self._gaps.promoted(local, address, self._sup.since, primaries)
 
     async def _reconcile(self) -> None:
         """Move every name whose node no longer must carry it (the node lost its slot,

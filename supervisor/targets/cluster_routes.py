@@ -8,6 +8,7 @@ through it, so leaving the supervisor leaves none running.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 from typing import Any, Protocol
 
@@ -60,6 +61,10 @@ class ClusterRoutes:
         self._owners: list[str | None] = [None] * SLOTS
         self._handles: set[Handle] = set()
         self.tg: TaskGroup | None = None
+        self._started = time.time()
+        self.since = self._started
+        """When the round before the last one read the topology: what the last one
+        found new happened after it."""
 
     def follow(self, topology: tuple[tuple[str, str], ...]) -> None:
         """The primaries and the slots each serves, from a round's ``CLUSTER NODES``."""
@@ -69,7 +74,9 @@ class ClusterRoutes:
                 owners[low : high + 1] = [address] * (high - low + 1)
         self._owners = owners
 
-    def after_round(self, topology_changed: bool) -> None:
+    def after_round(self, topology_changed: bool, started: float) -> None:
+        """A round that read the topology at ``started`` ended."""
+        self.since, self._started = self._started, started
         for handle in list(self._handles):
             handle.after_round(topology_changed)
 

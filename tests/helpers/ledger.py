@@ -104,7 +104,9 @@ class Ledger:
         """Fail on a duplicate or on a message missed outside every window; return the
         counts (published, delivered, missed inside a window)."""
         twice = {k: n for k, n in self.got.items() if n > 1}
-        assert not twice, f"delivered more than once: {sorted(twice)[:10]}"
+        assert not twice, (
+            f"{len(twice)} delivered more than once: {sorted(twice)[:10]}; markers: {self.markers}"
+        )
         missed = [s for s in self.sent if not self.got[(s.channel, s.payload)]]
         unexcused = [s for s in missed if not self._excused(s)]
         assert not unexcused, (

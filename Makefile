@@ -93,6 +93,7 @@ bench: install redis-server
 	$(PY) bench/pressure.py
 	$(PY) bench/scale.py
 	$(PY) bench/cache.py
+	$(PY) bench/cluster_pubsub.py
 
 # the staleness torture on client_cache and on redis-py's own cache (fetches Redis 7.4 once)
 bench-staleness: install

@@ -26,6 +26,7 @@ from supervisor.events import (
 )
 from supervisor.state import ConnectionState
 from supervisor.targets.cluster import ClusterNodeState, ClusterSupervisor
+from supervisor.targets.cluster_pubsub import ClusterPubSub
 from supervisor.targets.hub import Subscription
 from supervisor.targets.pubsub import Message, SupervisedPubSub
 from supervisor.targets.single import Supervisor, SupervisorStatistics
@@ -59,6 +60,7 @@ __all__ = (
     "Subscription",
     # pub/sub
     "SupervisedPubSub",
+    "ClusterPubSub",
     "Message",
     # exceptions
     "SupervisorError",

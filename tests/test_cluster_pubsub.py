@@ -23,7 +23,8 @@ KEYSPACE = "__keyspace@0__:ks:*"
 
 @pytest.fixture(scope="module")
 def cluster():
-    setup = ClusterSetup()
+    # restarted and added nodes keep it: a CONFIG SET would be gone after a restart
+    setup = ClusterSetup("--notify-keyspace-events", "K$")
     try:
         yield setup
     finally:
@@ -93,10 +94,6 @@ class Run:
 async def running(cluster: ClusterSetup, *, keyspace: bool = True) -> AsyncIterator[Run]:
     """A supervisor, a handle subscribed to shard channels on every primary, a classic
     channel and a keyspace pattern, with a publisher per channel; checked at the end."""
-    for node in cluster.nodes:
-        if node._proc is not None and node._proc.poll() is None:
-            with node.admin() as r:
-                r.config_set("notify-keyspace-events", "K$")
     shards = shard_channels(cluster)
     async with ClusterSupervisor(_config(cluster)) as sup, sup.pubsub() as ps:
         await sup.wait_for(ConnectionState.READY, timeout=10)
@@ -252,8 +249,6 @@ async def test_ten_thousand_shard_channels_resubscribe_after_a_kill(cluster):
 async def test_a_node_added_gets_the_keyspace_patterns_and_the_slots_moved_to_it(cluster):
     async with running(cluster) as run:
         added = await anyio.to_thread.run_sync(cluster.add_node)
-        with cluster.node(added).admin() as r:
-            r.config_set("notify-keyspace-events", "K$")
         await poll(
             lambda: (
                 KEYSPACE

@@ -181,6 +181,12 @@ class Metrics(Collector):
             "1 while a cluster node answers health checks",
             labels=["target", "node", "role"],
         )
+        out_of_sync = GaugeMetricFamily(
+            "supervisor_pubsub_out_of_sync",
+            "Cluster pub/sub handles with a name not yet confirmed on the node that must "
+            "carry it (after a slot move or a failover, until it is)",
+            labels=["target"],
+        )
         for name, sup in self._supervisors.items():
             for s in ConnectionState:
                 state.add_metric([name, s.value], 1.0 if sup.state is s else 0.0)
@@ -193,9 +199,11 @@ class Metrics(Collector):
             _add_causes(losses, name, stats.connections_lost_by_cause)
             _add_causes(attempts, name, stats.connect_attempts_by_cause)
             if isinstance(sup, ClusterSupervisor):
+                out_of_sync.add_metric([name], stats.pubsub_out_of_sync)
                 for address, node in sup.nodes.items():
                     nodes.add_metric([name, address, node.role], 1.0 if node.up else 0.0)
         yield from (state, latency, waiting, generations, outages, losses, attempts, nodes)
+        yield out_of_sync
         yield from self._cache_metrics()
         yield from self._server_metrics()
 

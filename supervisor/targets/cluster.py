@@ -164,12 +164,9 @@ class ClusterSupervisor(Observable, AsyncContextManagerMixin):
         )
 
     def pubsub(self) -> ClusterPubSub:
-        """A pub/sub handle that follows the cluster: ``async with sup.pubsub() as ps``.
-
-        Shard channels follow their slot's owner, classic ones stay on one node and
-        keyspace notifications are subscribed on every primary. A gap is reported by a
-        ``Resubscribed`` marker (also published to subscribers) before the next message.
-        """
+        """``async with sup.pubsub() as ps``: shard channels follow their slot's owner,
+        classic ones stay on one node, keyspace ones are on every primary; a gap is a
+        ``Resubscribed`` marker (also published to subscribers) before what follows."""
         return ClusterPubSub(self._routes)
 
     def wake_round(self) -> None:

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from supervisor.causes import Cause, Evidence, attribute
+from supervisor.causes import Cause
 from supervisor.targets.cluster_topology import ClusterNodeState
 
 __all__ = ("Closed", "Gap", "Gaps", "Name", "cause_of", "node_local")
@@ -138,5 +138,5 @@ def cause_of(gap: Gap, before: ClusterNodeState | None, now_on: str) -> tuple[Ca
         return Cause.FAILOVER, f"{gap.address} failed over; now on {now_on}"
     if gap.reason == "dropped":
         return Cause.SLOT_MIGRATED, f"slot(s) moved from {gap.address} to {now_on}"
-    cause, detail = attribute(Evidence(error=gap.error, reachable=before.up, client_class="pubsub"))
-    return cause, f"{gap.address}: {detail}"
+    now = "answers again" if before.up else "does not answer"
+    return Cause.NETWORK, f"{gap.address} lost the connection ({gap.error}) and {now}"

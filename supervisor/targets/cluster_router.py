@@ -1,12 +1,10 @@
 """Where a cluster pub/sub handle's names go, and the links that carry them there.
 
-A shard channel goes to the primary that owns its slot, a classic channel or pattern
-to one node (the cluster broadcasts ``PUBLISH``), a keyspace or keyevent name to every
-primary (notifications stay on the node where the key lives). Each node gets one
-``Link``. What the server says is acted on at once: an unsubscribe nobody asked for
-means the slot moved, and the node that gave it up says who serves it now; a lost
-link's names go where the topology now says; each health round's topology is
-reconciled with where every name is.
+A shard channel goes to the primary that owns its slot, a classic name to one primary,
+a keyspace or keyevent name to every primary; one ``Link`` per node. An unsubscribe
+nobody asked for means the slot moved (the node that gave it up says who has it now);
+a lost link's names go where the topology says; each round's topology is reconciled
+with where every name is.
 """
 
 from __future__ import annotations
@@ -68,8 +66,7 @@ class Router:
         self.tg: TaskGroup | None = None
 
     def subscriptions(self) -> dict[str, dict[str, dict[str, frozenset[str]]]]:
-        """Per node: the names routed there (``wanted``) and those the node confirmed
-        (``confirmed``), by kind. They differ while a subscription is on its way."""
+        """Per node: the names routed there and those it confirmed, by kind."""
         return {
             address: {
                 "wanted": {k: frozenset(v) for k, v in link.wanted.items() if v},
@@ -152,7 +149,7 @@ class Router:
 
     def _usable(self, address: str) -> bool:
         state = self._sup.node(address)
-        return (state is None or state.up) and self._retry_at.get(address, 0) <= time.monotonic()
+        return state is not None and state.up and self._retry_at.get(address, 0) <= time.monotonic()
 
     async def route(
         self, kind: str, names: list[str], call: Call | None, counted: bool = False
@@ -286,7 +283,7 @@ class Router:
         stopped being a primary, or left) and give new primaries the node-local names."""
         primaries = set(self._sup.primaries())
         for address, link in list(self._links.items()):
-            moves: list[tuple[str, list[str]]] = []
+            moves: list[tuple[str, list[str], bool]] = []
             shard = [
                 n
                 for n in link.wanted["ssubscribe"]
@@ -297,14 +294,19 @@ class Router:
                 not in (address, None)
             ]
             if shard:
-                moves.append(("ssubscribe", shard))
+                moves.append(("ssubscribe", shard, True))
             state = self._sup.node(address)
-            if state is None or state.role == "replica":
-                for kind in ("subscribe", "psubscribe"):
-                    local = [n for n in link.wanted[kind] if node_local(n)]
-                    if local:
-                        moves.append((kind, local))
-            for kind, names in moves:
+            for kind in ("subscribe", "psubscribe"):
+                local = [n for n in link.wanted[kind] if node_local(n)]
+                if local and (state is None or state.role == "replica"):
+                    # the node's own notifications: its successor has its own window
+                    moves.append((kind, local, False))
+                classic = [n for n in link.wanted[kind] if not node_local(n)]
+                if classic and state is None:
+                    moves.append((kind, classic, True))
+            if state is None and address == self._broadcast:
+                self._broadcast = None
+            for kind, names, elsewhere in moves:
                 confirmed = [(kind, n) for n in names if n in link.confirmed[kind]]
                 self._emit(
                     self._gaps.unrouted(
@@ -313,9 +315,10 @@ class Router:
                 )
                 with suppress(Exception):
                     await link.remove(kind, names)
-                if confirmed:
-                    self._gaps.open(confirmed, Gap(link.caught_up_at, address, "dropped", ""))
-                if kind == "ssubscribe":
+                if elsewhere:
+                    if confirmed:
+                        reason = "dropped" if state is not None else "lost"
+                        self._gaps.open(confirmed, Gap(link.caught_up_at, address, reason, ""))
                     self._parked.append((kind, names, None))
             if link.empty and address != self._broadcast:
                 await self._retire(link)
@@ -363,8 +366,7 @@ class Router:
                 call.refused(exc)
 
     def dropped(self, link: Link, kind: str, name: str) -> None:
-        """The node unsubscribed ``name`` itself: its slot has a new owner, which a
-        subscribe on the same node names (``MOVED``)."""
+        """The node unsubscribed ``name`` itself: its slot has a new owner (``_ask``)."""
         if name not in self._names(kind):
             return
         gap, slots = self._asking.get(link.address) or (

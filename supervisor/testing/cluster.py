@@ -43,11 +43,17 @@ class ClusterSetup:
     """A Redis Cluster of 3 primaries and 3 replicas on loopback (binary backend only)."""
 
     def __init__(
-        self, *, node_timeout_ms: int = 1000, full_coverage: bool = True, tls: bool = False
+        self,
+        *extra: str,
+        node_timeout_ms: int = 1000,
+        full_coverage: bool = True,
+        tls: bool = False,
     ) -> None:
-        """``tls``: every node listens on TLS only, the cluster bus and replication
-        included; ``self.tls.ca`` is the CA clients trust."""
+        """``extra``: more ``redis-server`` arguments for every node (a node restarted or
+        added keeps them, unlike ``CONFIG SET``). ``tls``: every node listens on TLS only,
+        the cluster bus and replication included; ``self.tls.ca`` is the CA clients trust."""
         self.nodes: list[ClusterNode] = []
+        self._extra = extra
         self.tls = TLSFiles() if tls else None
         try:
             self._start(node_timeout_ms, full_coverage)
@@ -69,6 +75,7 @@ class ClusterSetup:
                 "--repl-diskless-sync-delay",
                 "0",
                 *(("--tls-cluster", "yes", "--tls-replication", "yes") if self.tls else ()),
+                *self._extra,
                 tls=self.tls,
             )
             for _ in range(6)
@@ -221,6 +228,20 @@ class ClusterSetup:
             r.execute_command("CLUSTER", "MEET", "127.0.0.1", node.port)
         self.wait_ok()
         return address
+
+    def remove_node(self, address: str) -> None:
+        """Take a primary that serves no slot (and has no replica) out of the cluster:
+        ``CLUSTER FORGET`` on every other node, then stop it."""
+        node_id = self.node_id(address)
+        leaving = self.node(address)
+        for n in self.nodes:
+            if n is leaving or n._proc is None or n._proc.poll() is not None:
+                continue
+            with n.admin() as r:
+                r.execute_command("CLUSTER", "FORGET", node_id)
+        leaving.close()
+        self.nodes.remove(leaving)
+        self.wait_ok()
 
     def close(self) -> None:
         for node in self.nodes:

@@ -135,11 +135,13 @@ def test_pubsub_example_config_loads():
 
 
 def test_sentinel_and_cluster_examples_load():
-    """config/sentinel.toml and config/cluster.toml are valid."""
+    """config/sentinel.toml, config/cluster.toml and config/cluster_pubsub.toml are valid."""
     sentinel = SupervisorConfig.from_file(ROOT / "config" / "sentinel.toml", env={})
     assert sentinel.target == "mymaster@sentinel/0"
     cluster = SupervisorConfig.from_file(ROOT / "config" / "cluster.toml", env={})
     assert cluster.target == "cluster@127.0.0.1:7000"
+    consumer = SupervisorConfig.from_file(ROOT / "config" / "cluster_pubsub.toml", env={})
+    assert consumer.cluster_nodes and consumer.client_name == "orders-consumer"
 
 
 @pytest.mark.parametrize(

@@ -3,6 +3,7 @@ message published outside a reported window is delivered once (tests/helpers/led
 
 from __future__ import annotations
 
+import dataclasses
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
@@ -11,6 +12,7 @@ from dataclasses import dataclass, field
 import anyio
 import pytest
 from redis.crc import key_slot
+from redis.exceptions import NoPermissionError
 
 from supervisor import Cause, ClusterSupervisor, ConnectionState, Resubscribed, SupervisorConfig
 from supervisor.targets.cluster_pubsub import ClusterPubSub
@@ -266,3 +268,53 @@ async def test_a_node_added_gets_the_keyspace_patterns_and_the_slots_moved_to_it
         await run.ledger.delivered(
             f"__keyspace@0__:{key}", "set", "a notification from the new node"
         )
+
+
+async def test_unsubscribes_across_slots_stop_delivery_and_leave_nothing_behind(cluster):
+    """SUNSUBSCRIBE of channels in many slots goes one command per slot (one command
+    across slots is CROSSSLOT); afterwards the nodes count no receiver for them."""
+    shards = shard_channels(cluster, per_primary=4)
+    names = [n for group in shards.values() for n in group]
+    async with ClusterSupervisor(_config(cluster)) as sup, sup.pubsub() as ps:
+        await sup.wait_for(ConnectionState.READY, timeout=10)
+        await ps.ssubscribe(*names)
+        await ps.subscribe("plain-a", "plain-b")
+        assert await sup.client.spublish(names[0], "x") == 1
+        gone, kept = names[: len(names) // 2 + 1], names[len(names) // 2 + 1 :]
+        await ps.sunsubscribe(*gone)
+        await ps.unsubscribe("plain-a")
+        await poll(lambda: ps.in_sync, "the handle in sync after unsubscribing", ps.subscriptions)
+        assert ps.shard_channels == set(kept) and ps.channels == {"plain-b"}
+        for name in gone:
+            receivers = await sup.client.spublish(name, "x")
+            assert receivers == 0, f"{name} still has {receivers} receiver(s)"
+        for name in kept:
+            assert await sup.client.spublish(name, "x") == 1, name
+        confirmed = {
+            n for s in ps.subscriptions().values() for n in s["confirmed"].get("ssubscribe", ())
+        }
+        assert confirmed == set(kept)
+
+
+async def test_a_refused_channel_is_an_error_for_that_call_and_the_rest_deliver(cluster):
+    """An ACL user that may read only some channels (ACLs are per node: set on each)."""
+    for node in cluster.nodes:
+        if node._proc is not None and node._proc.poll() is None:
+            with node.admin() as r:
+                r.execute_command(
+                    "ACL", "SETUSER", "reader", "on", ">pw", "~*", "resetchannels", "&ok-*", "+@all"
+                )
+    config = dataclasses.replace(_config(cluster), url="redis://reader:pw@127.0.0.1:6379/0")
+    async with ClusterSupervisor(config) as sup, sup.pubsub() as ps:
+        await sup.wait_for(ConnectionState.READY, timeout=10)
+        await ps.ssubscribe("ok-1")
+        with pytest.raises(NoPermissionError):
+            await ps.ssubscribe("denied-1")
+        assert ps.shard_channels == {"ok-1"}
+        ledger = Ledger()
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(ledger.consume, ps)
+            await ledger.publish(sup.client.spublish, "ok-1", "hello")
+            await ledger.delivered("ok-1", "hello", "a message on the allowed channel")
+            await ps.aclose()
+        ledger.check()

@@ -19,6 +19,7 @@ from typing import Any, Protocol
 
 import anyio
 from redis.asyncio.connection import AbstractConnection
+from redis.crc import key_slot
 from redis.exceptions import ResponseError
 
 from supervisor.connection import replies
@@ -160,8 +161,18 @@ class Link:
             return
         self._leaving[kind].update(names)
         self.confirmed[kind].difference_update(names)
-        if self.up:
-            await self._conn.send_command(_UNSUBSCRIBE[kind].upper(), *names, check_health=False)
+        if not self.up:
+            return
+        command = _UNSUBSCRIBE[kind]
+        groups: dict[int, list[str]] = {}
+        for name in names:
+            # shard channels of one command must share a slot (else CROSSSLOT)
+            groups.setdefault(key_slot(name.encode()) if kind == "ssubscribe" else 0, []).append(
+                name
+            )
+        for group in groups.values():
+            self._inflight.append(_Command(command, group, None))
+            await self._conn.send_command(command.upper(), *group, check_health=False)
 
     async def _send(self, kind: str, names: list[str], call: Call | None) -> None:
         self._inflight.append(_Command(kind, names, call))
@@ -235,7 +246,8 @@ class Link:
         elif kind in _SUBSCRIBE:
             self._unsubscribed(_SUBSCRIBE[kind], replies.text(reply[1]))
 
-    def _subscribed(self, kind: str, name: str) -> None:
+    def _answered(self, kind: str, name: str) -> None:
+        """One name of the oldest command of ``kind`` that holds it was answered."""
         for command in self._inflight:
             if command.kind == kind and name in command.remaining:
                 command.remaining.discard(name)
@@ -243,7 +255,10 @@ class Link:
                     self._inflight.remove(command)
                 if command.call is not None:
                     command.call.confirmed()
-                break
+                return
+
+    def _subscribed(self, kind: str, name: str) -> None:
+        self._answered(kind, name)
         if name in self.wanted[kind]:
             self.confirmed[kind].add(name)
             self._listener.confirmed(self, kind, name)
@@ -251,6 +266,7 @@ class Link:
     def _unsubscribed(self, kind: str, name: str) -> None:
         if name in self._leaving[kind]:
             self._leaving[kind].discard(name)
+            self._answered(_UNSUBSCRIBE[kind], name)
             return
         self.confirmed[kind].discard(name)
         if name in self.wanted[kind]:
@@ -258,10 +274,14 @@ class Link:
             self._listener.dropped(self, kind, name)
 
     def _answered_by_error(self, exc: ResponseError) -> None:
-        """An error reply answers the oldest subscribe command as a whole."""
+        """An error reply answers the oldest command as a whole."""
         if not self._inflight:
             return
         command = self._inflight.popleft()
+        if command.kind in _SUBSCRIBE:
+            # an unsubscribe refused (its slot moved): nothing of it is held here
+            self._leaving[_SUBSCRIBE[command.kind]].difference_update(command.names)
+            return
         names = sorted(command.remaining)
         self.wanted[command.kind].difference_update(names)
         self._listener.refused(self, command.kind, names, command.call, exc)

@@ -67,7 +67,7 @@ class ClusterPubSub:
         self._closed = True
         if self._scope is not None:
             self._scope.cancel()
-        await self._router.close_links()
+        await self._router.close()
 
     async def run(self) -> None:
         """The handle's tasks, in the supervisor's task group: the router and one
@@ -85,9 +85,8 @@ class ClusterPubSub:
             self._router.tg = None
             self._started.set()
             self._inbox.close()
-            self._router.release_parked()
             with anyio.CancelScope(shield=True):
-                await self._router.close_links()
+                await self._router.close()
 
     # -- subscriptions -----------------------------------------------------------------
 

@@ -20,7 +20,6 @@ from anyio.abc import TaskGroup
 from redis.crc import key_slot
 from redis.exceptions import AskError, ClusterDownError, ResponseError, TryAgainError
 
-from supervisor.connection import replies
 from supervisor.connection.backoff import Backoff
 from supervisor.connection.losses import describe
 from supervisor.targets.cluster_gaps import Closed, Gap, Gaps, node_local
@@ -30,10 +29,12 @@ from supervisor.targets.cluster_routes import ClusterRoutes
 
 __all__ = ("Router",)
 
+_HOPS = 3
+"""Redirections of one slot followed at once between two rounds; more wait a backoff."""
+
 
 class Router:
-    """The links of one handle and the names on each; ``run()`` (the handle's task)
-    routes whatever waits for a node."""
+    """One handle's links; ``run()`` (its task) routes whatever waits for a node."""
 
     def __init__(
         self,
@@ -60,6 +61,7 @@ class Router:
         self._parked: list[tuple[str, list[str], Call | None]] = []
         self._retry_at: dict[str, float] = {}
         self._moved: dict[int, str] = {}
+        self._hops: dict[int, int] = {}
         self._asking: dict[str, tuple[Gap, set[int]]] = {}
         self._primaries: frozenset[str] = frozenset()
         self._wake = anyio.Event()
@@ -82,20 +84,17 @@ class Router:
             return False
         return all(link.up and link.wanted == link.confirmed for link in self._links.values())
 
-    async def close_links(self) -> None:
+    async def close(self) -> None:
+        """Close every link; the calls still waiting are answered (the handle closed)."""
         links, self._links = list(self._links.values()), {}
+        waiting, self._parked = list(self._parked), []
         for link in links:
-            for _, _, call in link.release():
-                if call is not None:
-                    call.done.set()
+            waiting += link.release()
             with anyio.move_on_after(1), suppress(Exception):
                 await link.close()
-
-    def release_parked(self) -> None:
-        for _, _, call in self._parked:
+        for _, _, call in waiting:
             if call is not None:
                 call.done.set()
-        self._parked = []
 
     async def remove(self, kind: str, gone: list[str]) -> None:
         """The application unsubscribed ``gone``."""
@@ -209,8 +208,7 @@ class Router:
         await link.close()
 
     async def _link_lost(self, link: Link, exc: BaseException) -> None:
-        """The link's connection is gone: its confirmed names open a gap; every name
-        it carried goes where the topology says now."""
+        """The link is gone: its confirmed names open a gap, and all go elsewhere."""
         if self._links.get(link.address) is link:
             del self._links[link.address]
         was_up = link.up
@@ -256,6 +254,7 @@ class Router:
     def after_round(self, topology_changed: bool) -> None:
         """A health round ended; a new topology (or a primary that appeared, empty)
         may move names."""
+        self._hops.clear()
         primaries = frozenset(self._sup.primaries())
         if primaries != self._primaries:
             if self._primaries:
@@ -351,9 +350,14 @@ class Router:
     ) -> None:
         self._emit(self._gaps.unrouted([(kind, n) for n in names], link.address))
         if isinstance(exc, AskError):
+            target = link.address
             if type(exc).__name__ == "MovedError":
-                self._moved[exc.slot_id] = f"{exc.host}:{exc.port}"
+                target = self._moved[exc.slot_id] = f"{exc.host}:{exc.port}"
                 self._sup.wake_round()
+            self._hops[exc.slot_id] = hops = self._hops.get(exc.slot_id, 0) + 1
+            if hops > _HOPS:
+                # two nodes that disagree send each other's name: wait, not ping-pong
+                self._retry_at[target] = time.monotonic() + self._backoff.next_delay()
             self._parked.append((kind, names, call))
             self._wake.set()
         elif isinstance(exc, (ClusterDownError, TryAgainError)):
@@ -383,18 +387,13 @@ class Router:
         """Ask the node that dropped shard channels who serves their slots now (it
         knows: it just gave them up); a failover if it is that owner's replica now."""
         try:
-            ranges, following = await self._sup.seen_by(
-                address, self._connect_timeout + self._timeout
+            owners, following = await self._sup.seen_by(
+                address, slots, self._connect_timeout + self._timeout
             )
         except Exception:
             self._sup.wake_round()  # unreachable now: the rounds will tell
             return
-        for start, end, primary, *_ in ranges:
-            owner = f"{replies.text(primary[0])}:{primary[1]}"
-            mine = [slot for slot in slots if start <= slot <= end]
-            if not mine or owner == address:
-                continue
-            for slot in mine:
+        for slot, owner in owners.items():
+            if owner != address:
                 self._moved[slot] = owner
-            if owner == following:
-                gap.reason = "failover"
+                gap.reason = "failover" if owner == following else gap.reason

@@ -101,9 +101,12 @@ class ClusterRoutes:
         kind = SSLConnection if self._tls else Connection
         return kind(**{**self._node_kwargs, "host": host, "port": port, "protocol": 2})
 
-    async def seen_by(self, address: str, deadline: float) -> tuple[list[Any], str]:
-        """``CLUSTER SLOTS`` and the primary it follows (empty for a primary), as the
-        node at ``address`` says: a node that just gave up a slot knows its new owner."""
+    async def seen_by(
+        self, address: str, slots: set[int], deadline: float
+    ) -> tuple[dict[int, str], str]:
+        """The owner of each of ``slots`` and the primary the node follows (empty for a
+        primary), as the node at ``address`` says (``CLUSTER SLOTS``, ``ROLE``): a node
+        that just gave up a slot knows its new owner."""
         conn = self.node_connection(address)
         try:
             with anyio.fail_after(deadline):
@@ -114,10 +117,14 @@ class ClusterRoutes:
                 role = await conn.read_response(disconnect_on_error=False)
         finally:
             await drop(conn)
+        owners = {}
+        for start, end, primary, *_ in ranges:
+            owner = f"{replies.text(primary[0])}:{primary[1]}"
+            owners.update({slot: owner for slot in slots if start <= slot <= end})
         following = ""
         if replies.text(role[0]) == "slave":
             following = f"{replies.text(role[1])}:{role[2]}"
-        return ranges, following
+        return owners, following
 
     def start(self, handle: Handle) -> None:
         if self.tg is None:

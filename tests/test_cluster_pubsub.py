@@ -318,3 +318,20 @@ async def test_a_refused_channel_is_an_error_for_that_call_and_the_rest_deliver(
             await ledger.delivered("ok-1", "hello", "a message on the allowed channel")
             await ps.aclose()
         ledger.check()
+
+
+async def test_a_stopped_primary_is_noticed_by_its_ping_and_followed(cluster):
+    """SIGSTOP: the connection stays open and silent; the PING that gets no PONG within
+    health_check_timeout moves the names, and the replica's promotion takes them."""
+    async with running(cluster) as run:
+        primary = list(run.shards)[1]
+        channel = run.channel_on(primary)
+        cluster.node(primary).stop()
+        try:
+            marker = await run.ledger.marker(
+                lambda m: channel in m.shard_channels, "a marker after the stop", bound=30
+            )
+            assert marker.node != primary and marker.cause is Cause.FAILOVER, marker
+        finally:
+            cluster.node(primary).cont()
+    await anyio.to_thread.run_sync(cluster.wait_ok)

@@ -268,7 +268,9 @@ class ClusterSupervisor(Observable, AsyncContextManagerMixin):
 
     async def _round(self) -> None:
         started = time.time()
-        self._routes.after_round(await self._check_round(), started)
+        changed = await self._check_round()
+        # the handles learn the new owners with the nodes' new states, at the round's end
+        self._routes.after_round(self._topology if changed else None, started)
 
     async def _check_round(self) -> bool:
         """One round; True when the topology changed (or was read for the first time)."""
@@ -363,7 +365,6 @@ class ClusterSupervisor(Observable, AsyncContextManagerMixin):
         previous, self._topology = self._topology, topology
         if previous == topology:
             return False
-        self._routes.follow(topology)
         if previous is None:
             return True
         self.client.refresh_from(self._nodes.source)

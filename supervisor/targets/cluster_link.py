@@ -132,6 +132,8 @@ class Link:
         self.caught_up_at = time.time()
         """The last moment the node is known to have held nothing unsent for this link."""
         self._ping_sent_at: float | None = None
+        """When the PING not yet answered was sent (wall clock, for ``caught_up_at``)."""
+        self._pong_due = 0.0
         self._last_ping = 0.0
 
     def __repr__(self) -> str:
@@ -185,7 +187,11 @@ class Link:
 
     def release(self) -> list[tuple[str, list[str], Call | None]]:
         """What was routed here and is not confirmed: the handle routes it again."""
-        out = [(c.kind, sorted(c.remaining), c.call) for c in self._inflight if c.remaining]
+        out = [
+            (c.kind, sorted(c.remaining), c.call)
+            for c in self._inflight
+            if c.remaining and c.kind in SUBSCRIBE_KINDS
+        ]
         out += self._waiting
         self._inflight.clear()
         self._waiting = []
@@ -211,9 +217,10 @@ class Link:
         now = time.monotonic()
         if self._ping_sent_at is None and now - self._last_ping >= self._interval:
             self._ping_sent_at, self._last_ping = time.time(), now
+            self._pong_due = now + self._timeout
             await self._conn.send_command("PING", check_health=False)
         if self._ping_sent_at is not None:
-            wait = self._ping_sent_at + self._timeout - time.time()
+            wait = self._pong_due - now
             if wait <= 0:
                 raise Stalled(f"no reply to PING within {self._timeout:g} s while subscribed")
         else:
@@ -227,7 +234,10 @@ class Link:
             return
         if reply is not None:
             self._handle(reply)
+            blocked = time.monotonic()
             await self._listener.room()
+            # the application did not read: the node was not the one late
+            self._pong_due += time.monotonic() - blocked
 
     def _handle(self, reply: Any) -> None:
         if not isinstance(reply, list) or not reply:

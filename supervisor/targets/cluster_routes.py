@@ -74,11 +74,14 @@ class ClusterRoutes:
                 owners[low : high + 1] = [address] * (high - low + 1)
         self._owners = owners
 
-    def after_round(self, topology_changed: bool, started: float) -> None:
-        """A round that read the topology at ``started`` ended."""
+    def after_round(self, topology: tuple[tuple[str, str], ...] | None, started: float) -> None:
+        """A round that read the topology at ``started`` ended; ``topology`` is what it
+        read when that changed (the primaries and their slots), else None."""
         self.since, self._started = self._started, started
+        if topology is not None:
+            self.follow(topology)
         for handle in list(self._handles):
-            handle.after_round(topology_changed)
+            handle.after_round(topology is not None)
 
     @property
     def out_of_sync(self) -> int:

@@ -19,7 +19,7 @@ from redis.exceptions import (
 )
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
-from supervisor import ConnectionState, OutcomeUnknown, SupervisorError
+from supervisor import ConnectionState, OutcomeUnknown, SupervisorError, Unavailable
 from supervisor.connection.client import SupervisedRedis
 from supervisor.testing import BinaryServer
 from tests.helpers.busy import SPIN, calls, spins_for
@@ -78,7 +78,10 @@ async def test_slow_read_that_times_out_runs_once(server, supervise):
         generation = sup.statistics().generation
         with pytest.raises(RedisTimeoutError) as info:
             await sup.client.eval_ro(SPIN, 0, spins)
-        assert not isinstance(info.value, SupervisorError)
+        # redis-py's own error, or, when the server was still silent to the checks at
+        # command_deadline (which of the two depends on when the round's verdict lands),
+        # Unavailable, which is redis-py's TimeoutError too
+        assert not isinstance(info.value, SupervisorError) or isinstance(info.value, Unavailable)
         assert calls(admin, "eval_ro") == 1
         assert sup.statistics().generation == generation
         assert await sup.client.get("k") is None

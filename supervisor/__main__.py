@@ -20,6 +20,12 @@ def main(argv: list[str] | None = None) -> int:
     run_parser = commands.add_parser("run", help="supervise the targets of a config file")
     run_parser.add_argument("--config", help="TOML file (default: redis://127.0.0.1:6379/0)")
     run_parser.add_argument(
+        "--listen",
+        metavar="HOST:PORT",
+        help="where /health and /metrics listen, e.g. 0.0.0.0:9121 (else $SUPERVISOR_LISTEN, "
+        "else the file's [http], else 127.0.0.1:9121)",
+    )
+    run_parser.add_argument(
         "--json",
         action=argparse.BooleanOptionalAction,
         default=None,
@@ -50,7 +56,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
 
     if args.command == "run":
-        return _run(args.config, args.json)
+        return _run(args.config, args.json, args.listen)
     if args.command == "diagnose":
         from supervisor.service.diagnose import diagnose_main
 
@@ -62,13 +68,14 @@ def main(argv: list[str] | None = None) -> int:
     return demo_main(quick=args.quick)
 
 
-def _run(path: str | None, json: bool | None) -> int:
+def _run(path: str | None, json: bool | None, listen: str | None = None) -> int:
     from supervisor.service.config import ServiceConfig
     from supervisor.service.logconfig import configure_logging
     from supervisor.service.run import run
 
     try:
         config = ServiceConfig.from_file(path) if path else ServiceConfig.default()
+        config = config.listening(listen, "--listen")
     except ConfigError as exc:
         print(f"supervisor: bad configuration: {exc}", file=sys.stderr)
         return 2

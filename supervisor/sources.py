@@ -7,6 +7,7 @@ that cannot is refused naming the key and the type it needs.
 from __future__ import annotations
 
 import difflib
+import re
 import tomllib
 from collections.abc import Collection, Mapping
 from pathlib import Path
@@ -48,6 +49,8 @@ OTHER_VARIABLES = frozenset(
         "SUPERVISOR_SERVER_URL",
         "SUPERVISOR_PROCESS_NAME",
         "SUPERVISOR_GROUP_NAME",
+        # the HTTP listener of `python -m supervisor run` (service/config.py)
+        "SUPERVISOR_LISTEN",
     }
 )
 """``SUPERVISOR_*`` variables that are not settings: left alone, never refused."""
@@ -112,6 +115,23 @@ def service_env_overrides(
     return out
 
 
+_SERVICE_LINK = re.compile(
+    r"^SUPERVISOR(_[A-Z0-9_]+?)?_(SERVICE_HOST|SERVICE_PORT(_[A-Z0-9_]+)?|"
+    r"PORT_[0-9]+_(TCP|UDP|SCTP)(_(PROTO|PORT|ADDR))?)$"
+)
+_SERVICE_URL = re.compile(r"^(tcp|udp|sctp)://[^/]+:[0-9]+$")
+
+
+def service_link(variable: str, value: str) -> bool:
+    """Kubernetes injects ``<SERVICE>_SERVICE_HOST``, ``<SERVICE>_SERVICE_PORT[_NAME]``,
+    ``<SERVICE>_PORT=tcp://host:port`` and ``<SERVICE>_PORT_<n>_TCP[_PROTO|_PORT|_ADDR]``
+    for every Service of the namespace: a Service named ``supervisor…`` makes them
+    ``SUPERVISOR_*``. They are no settings, and no typo of one."""
+    if _SERVICE_LINK.match(variable):
+        return True
+    return variable.endswith("_PORT") and bool(_SERVICE_URL.match(value))
+
+
 def _settings(
     env: Mapping[str, str], known: Collection[str]
 ) -> tuple[dict[str, str], dict[tuple[str, str], str]]:
@@ -123,6 +143,8 @@ def _settings(
         rest = variable[len(ENV_PREFIX) :]
         target, sep, key = rest.rpartition("__")
         key = key.lower()
+        if key not in known and service_link(variable, value):
+            continue
         if key not in known:
             raise ConfigError(
                 f"{variable} is not a setting{_hint(variable, key, known)}; a setting is "

@@ -159,3 +159,51 @@ def test_make_run_installs_the_runtime_alone():
     assert installs, plan
     assert all("[" not in line.partition(" -e ")[2] for line in installs), installs
     assert "-m supervisor run" in plan
+
+
+# what Kubernetes injects for Services named "supervisor" and "supervisor-metrics"
+SERVICE_LINKS = {
+    "SUPERVISOR_SERVICE_HOST": "10.0.0.11",
+    "SUPERVISOR_SERVICE_PORT": "9121",
+    "SUPERVISOR_SERVICE_PORT_HTTP": "9121",
+    "SUPERVISOR_PORT": "tcp://10.0.0.11:9121",
+    "SUPERVISOR_PORT_9121_TCP": "tcp://10.0.0.11:9121",
+    "SUPERVISOR_PORT_9121_TCP_PROTO": "tcp",
+    "SUPERVISOR_PORT_9121_TCP_PORT": "9121",
+    "SUPERVISOR_PORT_9121_TCP_ADDR": "10.0.0.11",
+    "SUPERVISOR_METRICS_SERVICE_HOST": "10.0.0.12",
+    "SUPERVISOR_METRICS_PORT": "tcp://10.0.0.12:9121",
+}
+
+
+def test_kubernetes_service_links_are_no_settings_and_typos_still_are(tmp_path):
+    """A Service named supervisor… makes Kubernetes inject SUPERVISOR_* variables into
+    every pod of the namespace: they are left alone; a misspelt setting is still refused."""
+    config = _service_file(tmp_path, 0, "main")
+    service = ServiceConfig.from_file(
+        config, env={**SERVICE_LINKS, "SUPERVISOR_OFFLINE": "fail_fast"}
+    )
+    assert service.targets["main"].offline == "fail_fast"
+    assert ServiceConfig.default(env=SERVICE_LINKS).targets["default"].target == "127.0.0.1:6379/0"
+    with pytest.raises(ConfigError, match="did you mean SUPERVISOR_COMMAND_DEADLINE"):
+        ServiceConfig.from_file(config, env={**SERVICE_LINKS, "SUPERVISOR_COMMAND_DEADLNE": "1"})
+    # a value that is no service address keeps the name a typo of a setting
+    with pytest.raises(ConfigError, match="SUPERVISOR_METRICS_PORT is not a setting"):
+        ServiceConfig.from_file(config, env={"SUPERVISOR_METRICS_PORT": "9121"})
+
+
+def test_the_listen_address_comes_from_the_environment_or_the_command_line(tmp_path):
+    config = _service_file(tmp_path, 0, "main")
+    service = ServiceConfig.from_file(config, env={"SUPERVISOR_LISTEN": "0.0.0.0:9200"})
+    assert (service.http.host, service.http.port) == ("0.0.0.0", 9200)
+    assert ServiceConfig.default(env={"SUPERVISOR_LISTEN": "[::]:9300"}).http.host == "::"
+    with pytest.raises(ConfigError, match="SUPERVISOR_LISTEN: 'nine' is not HOST:PORT"):
+        ServiceConfig.default(env={"SUPERVISOR_LISTEN": "nine"})
+    port = free_port()
+    with python_m("run", "--config", config, "--listen", f"127.0.0.1:{port}") as child:
+        wait_http(port, "/health", 503)  # its target's port refuses: up, and listening there
+        child.send_signal(signal.SIGTERM)
+        _, err = child.finish(BOUND)
+    assert child.returncode == 0, err[-2000:]
+    code, _, err = run_python_m("run", "--listen", "nowhere", timeout=BOUND)
+    assert code == 2 and "--listen: 'nowhere' is not HOST:PORT" in err, err

@@ -43,20 +43,43 @@ class ServiceConfig:
     monitor: MonitorConfig = field(default_factory=MonitorConfig)
 
     @classmethod
-    def default(cls) -> ServiceConfig:
+    def default(cls, *, env: Mapping[str, str] | None = None) -> ServiceConfig:
         """Supervise ``redis://127.0.0.1:6379/0``, or ``SUPERVISOR_URL`` and the other
         ``SUPERVISOR_<KEY>`` settings."""
-        values = env_overrides(os.environ, _TARGET_KEYS)
-        return cls(targets={"default": SupervisorConfig.from_mapping(values, source="environment")})
+        env = os.environ if env is None else env
+        values = env_overrides(env, _TARGET_KEYS)
+        config = cls(
+            targets={"default": SupervisorConfig.from_mapping(values, source="environment")}
+        )
+        return config.listening(env.get("SUPERVISOR_LISTEN"), "SUPERVISOR_LISTEN")
+
+    def listening(self, address: str | None, source: str) -> ServiceConfig:
+        """This config with the HTTP listener at ``address`` (``HOST:PORT``, ``[::]:PORT``);
+        unchanged for None. ``SUPERVISOR_LISTEN`` and ``run --listen`` set it, so a
+        container needs no file for it."""
+        if address is None:
+            return self
+        host, sep, port = address.strip().rpartition(":")
+        host = host.strip("[]")
+        if not sep or not host or not port.isdigit() or not 0 <= int(port) <= 65535:
+            raise ConfigError(
+                f"{source}: {address!r} is not HOST:PORT with a port 0..65535; "
+                "e.g. 0.0.0.0:9121, or [::]:9121"
+            )
+        http = dataclasses.replace(self.http, enabled=True, host=host, port=int(port))
+        return dataclasses.replace(self, http=http)
 
     @classmethod
     def from_file(
         cls, path: str | os.PathLike[str], *, env: Mapping[str, str] | None = None
     ) -> ServiceConfig:
+        env = os.environ if env is None else env
+        listen = env.get("SUPERVISOR_LISTEN")
         file = Path(path)
         values = read_toml(file)
         if not any(key in values for key in _SERVICE_TABLES):
-            return cls(targets={"default": SupervisorConfig.from_file(file, env=env)})
+            config = cls(targets={"default": SupervisorConfig.from_file(file, env=env)})
+            return config.listening(listen, "SUPERVISOR_LISTEN")
         for key in values:
             if key not in _SERVICE_TABLES:
                 raise ConfigError(
@@ -66,9 +89,7 @@ class ServiceConfig:
         targets_table = _table(values, "targets", file)
         if not targets_table:
             raise ConfigError(f"{file}: [targets] is empty; add a [targets.NAME] table with a url")
-        overrides = service_env_overrides(
-            os.environ if env is None else env, _TARGET_KEYS, list(targets_table), file
-        )
+        overrides = service_env_overrides(env, _TARGET_KEYS, list(targets_table), file)
         targets = {
             name: SupervisorConfig.from_mapping(
                 {**_table(targets_table, name, file, prefix="targets."), **overrides[name]},
@@ -83,7 +104,8 @@ class ServiceConfig:
         if http.enabled and not 0 <= http.port <= 65535:
             raise ConfigError(f"{file} [http]: port must be 0..65535, got {http.port}")
         _check_monitor(monitor, f"{file} [monitor]")
-        return cls(targets=targets, http=http, monitor=monitor)
+        config = cls(targets=targets, http=http, monitor=monitor)
+        return config.listening(listen, "SUPERVISOR_LISTEN")
 
 
 MONITOR_MIN_INTERVAL = 0.05

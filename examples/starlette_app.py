@@ -26,7 +26,7 @@ from starlette.responses import JSONResponse
 from starlette.routing import Route
 
 from supervisor import OutcomeUnknown, SupervisorConfig, Unavailable
-from supervisor.asgi import MetricsApp, ReadinessApp, lifespan
+from supervisor.asgi import MetricsApp, ReadinessApp, lifespan, unavailable_handler
 
 log = logging.getLogger("examples.starlette_app")
 # the app, not the library, configures logging: the supervisor's records (logger
@@ -41,10 +41,7 @@ async def hits(request: Request) -> JSONResponse:
     except OutcomeUnknown as exc:
         log.warning("hit may or may not be counted: %s", exc)
         return JSONResponse({"error": "the count may or may not have been recorded"}, 503)
-    except Unavailable as exc:
-        # the detail (host, state, cause, the fix) is for operators, not for HTTP clients
-        log.warning("redis unavailable: %s", exc)
-        return JSONResponse({"error": "storage unavailable, try again later"}, 503)
+    # Unavailable: unavailable_handler below answers 503 with Retry-After for every route
     return JSONResponse({"hits": count})
 
 
@@ -71,6 +68,9 @@ def create_app(config: SupervisorConfig | None = None) -> Starlette:
             Route("/metrics", MetricsApp()),  # the metrics of `python -m supervisor run`
         ],
         lifespan=lifespan_logged,
+        # the detail (host, state, cause, the fix) goes to the log, one line without a
+        # traceback; the HTTP client gets a 503 with Retry-After and no host name
+        exception_handlers={Unavailable: unavailable_handler},
     )
 
 

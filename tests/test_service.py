@@ -14,7 +14,7 @@ import httpx
 import pytest
 import redis
 
-from supervisor import Alert, ConnectionState, ServerSampled
+from supervisor import Alert, Cause, ConnectionState, ServerSampled, Unavailable
 from supervisor.service.monitor import Monitor, MonitorConfig
 from tests.helpers.child import python_m, run_python_m
 from tests.helpers.events import until
@@ -421,13 +421,34 @@ async def test_asgi_example_takes_the_environment_and_keeps_details_from_clients
         assert 'supervisor_outages_total{cause="server_restart",target="redis"} 0.0' in metrics
         server.kill()
         await sup.wait_for(ConnectionState.RECONNECTING, timeout=5)
+        caplog.clear()
         response = await client.get("/hits")
         assert response.status_code == 503
+        assert response.headers["retry-after"] == "1"
         assert str(server.port) not in response.text
-        assert response.json() == {"error": "storage unavailable, try again later"}
-    logged = caplog.text
-    assert f"supervising Redis at {server.url}" in logged
-    assert "redis unavailable" in logged and str(server.port) in logged
+        assert response.json() == {
+            "error": "storage unavailable, try again later",
+            "cause": "network",
+        }
+    # one line, with the detail and without a traceback (an outage is no bug of the app)
+    records = [r for r in caplog.records if "Redis unavailable" in r.getMessage()]
+    assert len(records) == 1 and records[0].exc_info is None, records
+    assert "GET /hits" in records[0].getMessage() and str(server.port) in records[0].getMessage()
+
+
+async def test_unavailable_middleware_answers_503_for_any_asgi_app(caplog):
+    """The handler's twin for an ASGI app without Starlette's exception handlers."""
+    from supervisor.asgi import UnavailableMiddleware
+
+    async def app(scope, receive, send):  # type: ignore[no-untyped-def]
+        raise Unavailable("Redis 127.0.0.1:1/0 is reconnecting", cause=Cause.NETWORK)
+
+    transport = httpx.ASGITransport(app=UnavailableMiddleware(app, retry_after=3))
+    async with httpx.AsyncClient(transport=transport, base_url="http://app") as client:
+        response = await client.get("/anything")
+    assert response.status_code == 503 and response.headers["retry-after"] == "3"
+    assert response.json()["cause"] == "network" and "127.0.0.1" not in response.text
+    assert [r.exc_info for r in caplog.records if "Redis unavailable" in r.getMessage()] == [None]
 
 
 def test_http_listener_outlives_more_idle_clients_than_descriptors(shared_server, tmp_path):

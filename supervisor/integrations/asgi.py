@@ -3,14 +3,18 @@
 ``lifespan(config)`` starts a supervisor with the app and stops it with the
 app; ``ReadinessApp`` is a tiny ASGI endpoint answering 200 while commands are
 served (READY, or OVERLOADED on the connections that exist) and 503 (with the
-state and cause) otherwise.
+state and cause) otherwise. ``unavailable_handler`` (Starlette, FastAPI) and
+``UnavailableMiddleware`` (any ASGI app) turn ``Unavailable`` into a 503 with
+``Retry-After`` and one log line, instead of a 500 with a chain of tracebacks.
 
     app = Starlette(routes=[Route("/ready", ReadinessApp())], lifespan=lifespan(config))
+    app.add_exception_handler(Unavailable, unavailable_handler)
 """
 
 from __future__ import annotations
 
 import json
+import logging
 from collections.abc import AsyncIterator, Awaitable, Callable, MutableMapping
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from typing import Any
@@ -18,11 +22,25 @@ from typing import Any
 from prometheus_client import make_asgi_app
 
 from supervisor.config import SupervisorConfig
+from supervisor.errors import Unavailable
 from supervisor.integrations.prometheus import Metrics
 from supervisor.targets.readiness import health_response
 from supervisor.targets.single import Supervisor
 
-__all__ = ("MetricsApp", "ReadinessApp", "lifespan", "readiness")
+__all__ = (
+    "MetricsApp",
+    "ReadinessApp",
+    "UnavailableHandler",
+    "UnavailableMiddleware",
+    "lifespan",
+    "readiness",
+    "unavailable_handler",
+)
+
+log = logging.getLogger("supervisor")
+
+_BODY = {"error": "storage unavailable, try again later"}
+"""What an HTTP client reads: the detail (host, state, the fix) goes to the log only."""
 
 Scope = MutableMapping[str, Any]
 Receive = Callable[[], Awaitable[MutableMapping[str, Any]]]
@@ -107,3 +125,76 @@ class MetricsApp:
                 return
             self._app = make_asgi_app(Metrics({self._target: sup}).registry)
         await self._app(scope, receive, send)
+
+
+class UnavailableHandler:
+    """``app.add_exception_handler(Unavailable, unavailable_handler)`` (Starlette,
+    FastAPI): a 503 with ``Retry-After`` and a body that names no host, and one log
+    line with the detail and no traceback (an outage is not a bug of the app)."""
+
+    def __init__(self, retry_after: int = 1) -> None:
+        self.retry_after = retry_after
+
+    async def __call__(self, request: Any, exc: Exception) -> Any:
+        from starlette.responses import JSONResponse  # only an app that has Starlette calls it
+
+        _log(request.scope, exc)
+        return JSONResponse(
+            {**_BODY, "cause": _cause(exc)},
+            status_code=503,
+            headers={"Retry-After": str(self.retry_after)},
+        )
+
+
+unavailable_handler = UnavailableHandler()
+
+
+class UnavailableMiddleware:
+    """The same for any ASGI app: ``app = UnavailableMiddleware(app)``. A response
+    already started when ``Unavailable`` arrived cannot become a 503: it is re-raised."""
+
+    def __init__(self, app: Any, *, retry_after: int = 1) -> None:
+        self.app = app
+        self.retry_after = retry_after
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        started = False
+
+        async def sending(message: MutableMapping[str, Any]) -> None:
+            nonlocal started
+            started = started or message["type"] == "http.response.start"
+            await send(message)
+
+        try:
+            await self.app(scope, receive, sending)
+        except Unavailable as exc:
+            if scope["type"] != "http" or started:
+                raise
+            _log(scope, exc)
+            payload = json.dumps({**_BODY, "cause": _cause(exc)}).encode()
+            await send(
+                {
+                    "type": "http.response.start",
+                    "status": 503,
+                    "headers": [
+                        (b"content-type", b"application/json"),
+                        (b"content-length", str(len(payload)).encode()),
+                        (b"retry-after", str(self.retry_after).encode()),
+                    ],
+                }
+            )
+            await send({"type": "http.response.body", "body": payload})
+
+
+def _cause(exc: Exception) -> str | None:
+    cause = getattr(exc, "cause", None)
+    return cause.value if cause is not None else None
+
+
+def _log(scope: Scope, exc: Exception) -> None:
+    log.warning(
+        "503 for %s %s: Redis unavailable: %s",
+        scope.get("method", "?"),
+        scope.get("path", "?"),
+        exc,
+    )

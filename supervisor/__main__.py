@@ -15,7 +15,16 @@ from supervisor.errors import ConfigError
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m supervisor", description=__doc__)
+    from supervisor._version import __version__
+
+    parser = argparse.ArgumentParser(
+        prog="python -m supervisor",
+        description="Supervise Redis (run), inspect one Redis (diagnose), or watch the "
+        "supervisor meet the common faults on a throwaway Redis (demo). Exit codes: 0 clean "
+        "stop, 1 a serious finding or a fatal error, 2 bad configuration or (for diagnose) "
+        "no connection.",
+    )
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     commands = parser.add_subparsers(dest="command", required=True)
     run_parser = commands.add_parser("run", help="supervise the targets of a config file")
     run_parser.add_argument("--config", help="TOML file (default: redis://127.0.0.1:6379/0)")
@@ -39,7 +48,7 @@ def main(argv: list[str] | None = None) -> int:
         "--password-file",
         metavar="FILE",
         help="read the password from FILE's first line (else $SUPERVISOR_PASSWORD_FILE, "
-        "$SUPERVISOR_PASSWORD, or the URL's): keeps it out of `ps` and shell history",
+        "$SUPERVISOR_PASSWORD, or the URL's): keeps it out of ps and shell history",
     )
     diagnose_parser.add_argument("--json", action="store_true", help="print JSON")
     diagnose_parser.add_argument(

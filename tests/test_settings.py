@@ -201,9 +201,21 @@ def test_the_listen_address_comes_from_the_environment_or_the_command_line(tmp_p
         ServiceConfig.default(env={"SUPERVISOR_LISTEN": "nine"})
     port = free_port()
     with python_m("run", "--config", config, "--listen", f"127.0.0.1:{port}") as child:
-        wait_http(port, "/health", 503)  # its target's port refuses: up, and listening there
+        health = wait_http(port, "/health", 503)  # its target's port refuses: listening there
+        assert wait_http(port, "/ready", 503) == health  # the readiness probe README names
         child.send_signal(signal.SIGTERM)
         _, err = child.finish(BOUND)
     assert child.returncode == 0, err[-2000:]
     code, _, err = run_python_m("run", "--listen", "nowhere", timeout=BOUND)
     assert code == 2 and "--listen: 'nowhere' is not HOST:PORT" in err, err
+
+
+def test_the_command_line_says_its_version_and_its_help_is_plain_text():
+    from supervisor import __version__
+
+    code, out, _ = run_python_m("--version", timeout=BOUND)
+    assert code == 0 and out.strip() == f"python -m supervisor {__version__}"
+    for command in ([], ["run"], ["diagnose"], ["demo"]):
+        code, out, err = run_python_m(*command, "--help", timeout=BOUND)
+        assert code == 0, err
+        assert "`" not in out, f"reStructuredText in `{' '.join(command)} --help`: {out}"

@@ -1,5 +1,5 @@
 """The standalone process: supervise named targets, log every event, serve
-``/health`` and ``/metrics``, and stop cleanly on SIGTERM or SIGINT.
+``/health`` (also ``/ready``) and ``/metrics``, and stop cleanly on SIGTERM or SIGINT.
 
 ``run()`` is the same coroutine the CLI and an embedding application use;
 signal handlers are installed only when no ``shutdown_trigger`` is given.
@@ -72,11 +72,12 @@ def _handler(
     supervisors: Mapping[str, AnySupervisor], metrics: Metrics
 ) -> Callable[[str], Response]:
     def handle(path: str) -> Response:
-        if path == "/health":
+        if path in ("/health", "/ready"):
+            # the same answer: 200 while every target serves commands (a readiness probe)
             status, body = health_response(supervisors)
             return Response(status, json.dumps(body).encode())
         if path == "/metrics":
             return Response(200, metrics.render(), "text/plain; version=0.0.4; charset=utf-8")
-        return Response(404, b'{"error": "try /health or /metrics"}')
+        return Response(404, b'{"error": "try /health, /ready or /metrics"}')
 
     return handle

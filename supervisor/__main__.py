@@ -35,6 +35,12 @@ def main(argv: list[str] | None = None) -> int:
         "else the file's [http], else 127.0.0.1:9121)",
     )
     run_parser.add_argument(
+        "--log-level",
+        choices=("debug", "info", "warning", "error"),
+        default="info",
+        help="the least severe log lines written (default info; debug adds every server sample)",
+    )
+    run_parser.add_argument(
         "--json",
         action=argparse.BooleanOptionalAction,
         default=None,
@@ -65,7 +71,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
 
     if args.command == "run":
-        return _run(args.config, args.json, args.listen)
+        return _run(args.config, args.json, args.listen, args.log_level)
     if args.command == "diagnose":
         from supervisor.service.diagnose import diagnose_main
 
@@ -77,7 +83,11 @@ def main(argv: list[str] | None = None) -> int:
     return demo_main(quick=args.quick)
 
 
-def _run(path: str | None, json: bool | None, listen: str | None = None) -> int:
+def _run(
+    path: str | None, json: bool | None, listen: str | None = None, level: str = "info"
+) -> int:
+    import logging
+
     from supervisor.service.config import ServiceConfig
     from supervisor.service.logconfig import configure_logging
     from supervisor.service.run import run
@@ -88,7 +98,7 @@ def _run(path: str | None, json: bool | None, listen: str | None = None) -> int:
     except ConfigError as exc:
         print(f"supervisor: bad configuration: {exc}", file=sys.stderr)
         return 2
-    configure_logging(json=json)
+    configure_logging(json=json, level=logging.getLevelName(level.upper()))
     anyio.run(run, config)
     return 0
 

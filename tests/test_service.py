@@ -79,7 +79,7 @@ url = "{b.url}"
 health_check_interval = 0.2
 health_check_timeout = 0.2
 """)
-    with python_m("run", "--config", str(config)) as proc:
+    with python_m("run", "--config", str(config), "--log-level", "debug") as proc:
         body = json.loads(wait_http(port, "/health", 200))
         assert body["status"] == "ready"
         assert set(body["targets"]) == {"cache", "queue"}
@@ -107,7 +107,7 @@ health_check_timeout = 0.2
         "http_listening",
         "state_changed",
         "reconnect_scheduled",
-        "server_sampled",
+        "server_sampled",  # at debug: every monitor interval
         "shutdown",
         "stopped",
     } <= names

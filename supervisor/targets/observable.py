@@ -48,7 +48,8 @@ _LOG_AS: dict[type[Any], tuple[str, int]] = {
     MasterChanged: ("master_changed", logging.WARNING),
     NodeStateChanged: ("node_state_changed", logging.WARNING),
     TopologyChanged: ("topology_changed", logging.WARNING),
-    ServerSampled: ("server_sampled", logging.INFO),
+    # every monitor interval: telemetry for /metrics, not news (run --log-level debug)
+    ServerSampled: ("server_sampled", logging.DEBUG),
     Alert: ("alert", logging.WARNING),
     CacheFlushed: ("cache_flushed", logging.INFO),
 }

@@ -88,7 +88,9 @@ class ConnectionLost:
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class HealthCheckFailed:
-    """A health check did not get its reply in time, or failed."""
+    """A health check did not get its reply in time, or failed. A stall fails every
+    round the same way: the same cause and detail are told once, until the target is
+    READY again (``statistics().health_checks`` counts every round)."""
 
     seq: int
     at: float

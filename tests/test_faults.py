@@ -11,13 +11,14 @@ from supervisor import (
     Cause,
     ConnectionLost,
     ConnectionState,
+    HealthCheckFailed,
     Message,
     OutcomeUnknown,
     ReconnectScheduled,
     StateChanged,
     Unavailable,
 )
-from tests.helpers.events import until
+from tests.helpers.events import Recorder, health_rounds, until
 from tests.helpers.loops import bounded, poll, prober_attempts, settle
 
 READY = ConnectionState.READY
@@ -700,3 +701,30 @@ async def test_probe_never_watches_a_server_the_target_left(server, proxy):
         await probe.close()
     finally:
         other.close()
+
+
+async def test_a_stall_is_told_once_not_every_round(server, supervise):
+    """SIGSTOP: every round fails the same way; one HealthCheckFailed says so (it came
+    once per round), and once the server answers again a new stall is told again."""
+    async with supervise(server.url) as sup, sup.subscribe(max_buffer=1000) as events:
+        await sup.wait_for(ConnectionState.READY, timeout=5)
+        recorder = Recorder()
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(recorder.record, events)
+            for _ in range(2):
+                before = len(recorder.of(HealthCheckFailed))
+                server.stop()
+                try:
+                    await sup.wait_for(ConnectionState.UNHEALTHY, timeout=5)
+                    await health_rounds(sup, 5)
+                    await poll(
+                        lambda: len(recorder.of(HealthCheckFailed)) > before,  # noqa: B023
+                        "the stall told",
+                    )
+                finally:
+                    server.cont()
+                await sup.wait_for(ConnectionState.READY, timeout=10)
+                await health_rounds(sup, 1)
+                told = [(e.cause, e.detail) for e in recorder.of(HealthCheckFailed)[before:]]
+                assert len(told) == len(set(told)), f"the same failure told again: {told}"
+            tg.cancel_scope.cancel()

@@ -10,7 +10,6 @@ from structlog.testing import capture_logs
 from supervisor import (
     Cause,
     ConnectionState,
-    HealthCheckFailed,
     Message,
     Resubscribed,
     StateChanged,
@@ -20,12 +19,11 @@ from tests.helpers.events import Recorder, health_rounds, until
 READY = ConnectionState.READY
 
 
-async def stalled_long_enough(events) -> None:
-    """The supervisor saw the stall and failed two more checks: by then the subscribed
+async def stalled_long_enough(sup, events) -> None:
+    """The supervisor saw the stall and ran two more checks: by then the subscribed
     PING (interval + timeout) has failed too."""
     await until(events, lambda e: isinstance(e, StateChanged))
-    for _ in range(2):
-        await until(events, lambda e: isinstance(e, HealthCheckFailed))
+    await health_rounds(sup, 2)
 
 
 async def next_item(ps, bound: float = 15.0):
@@ -171,7 +169,7 @@ async def test_silence_detected_on_idle_subscription(server, proxy, supervise, f
                 tg.start_soon(consume)
                 silence()
                 try:
-                    await stalled_long_enough(events)
+                    await stalled_long_enough(sup, events)
                 finally:
                     resume()
             assert isinstance(items[0], Resubscribed)

@@ -33,6 +33,8 @@ class HealthRound:
         self._ctx = ctx
         self._prober = prober
         self._overload = overload
+        self._failing: tuple[Cause, str] | None = None
+        """The failure last told (``HealthCheckFailed``), until the target is READY again."""
 
     async def wait_and_check(self) -> None:
         """Sleep until the next round (or, when overloaded, the next new connection to
@@ -57,6 +59,8 @@ class HealthRound:
 
     async def _round(self) -> None:
         ctx = self._ctx
+        if ctx.status.state is ConnectionState.READY:
+            self._failing = None
         ctx.next_round_in_a_period()
         if ctx.status.state is ConnectionState.OVERLOADED and not ctx.probe.is_open:
             return  # reopening it would be a second dial; the prober's attempts tell
@@ -205,7 +209,11 @@ class HealthRound:
             else:
                 self._healthy(facts, ctx.failed_commands)
                 return
-        ctx.publish(HealthCheckFailed, cause=failure.cause, detail=failure.detail)
+        said = (failure.cause, failure.detail)
+        if said != self._failing:
+            # a stall fails every round the same way: told once, until a check passes
+            self._failing = said
+            ctx.publish(HealthCheckFailed, cause=failure.cause, detail=failure.detail)
         state = ctx.status.state
         answering = state in (ConnectionState.READY, ConnectionState.OVERLOADED)
         if failure.stalled:
@@ -222,6 +230,7 @@ class HealthRound:
 
     def _healthy(self, facts: ServerFacts | None, failed_before: int) -> None:
         ctx = self._ctx
+        self._failing = None
         ctx.alert_refusals()
         before = ctx.facts
         if facts is not None:

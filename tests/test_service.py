@@ -14,7 +14,14 @@ import httpx
 import pytest
 import redis
 
-from supervisor import Alert, Cause, ConnectionState, ServerSampled, Unavailable
+from supervisor import (
+    Alert,
+    Cause,
+    ConnectionState,
+    HealthCheckFailed,
+    ServerSampled,
+    Unavailable,
+)
 from supervisor.service.monitor import Monitor, MonitorConfig
 from tests.helpers.child import python_m, run_python_m
 from tests.helpers.events import until
@@ -341,6 +348,17 @@ def test_diagnose_healthy_server_exits_0(shared_server):
 
 
 @pytest.mark.timeout(150)
+def test_demo_lines_cut_long_details_between_words():
+    from supervisor.service.demo import _line
+
+    detail = "the server closed the connection while it stayed up " * 5
+    event = HealthCheckFailed(seq=1, at=0.0, target="t", cause=Cause.NETWORK, detail=detail)
+    line = _line(event)
+    assert line is not None and line.endswith(" …") and len(line) < 200, line
+    shown = line.split(": ", 1)[1].removesuffix(" …").split()
+    assert shown == detail.split()[: len(shown)], line  # whole words only
+
+
 def test_demo_end_to_end():
     """The demo injects every fault and ends with a summary: no unexpected errors."""
     code, out, err = run_python_m("demo", "--quick", timeout=120)

@@ -8,6 +8,7 @@ Everything it started is stopped when it ends.
 
 from __future__ import annotations
 
+import textwrap
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
@@ -62,7 +63,7 @@ class Load:
             except OutcomeUnknown as exc:
                 self.errors.append(f"OutcomeUnknown({exc.command}): not re-sent")
             except RedisError as exc:
-                self.errors.append(f"{type(exc).__name__}: {str(exc)[:140]}")
+                self.errors.append(f"{type(exc).__name__}: {_brief(str(exc), 140)}")
             await anyio.sleep(0.01)
 
 
@@ -75,9 +76,14 @@ def _line(event: Event) -> str | None:
     else:
         what = ""
     cause = getattr(event, "cause", None)
-    return f"{name} {what} cause={cause.value if cause else None}: {event.detail[:110]}".replace(
-        "  ", " "
-    )
+    detail = _brief(event.detail, 110)
+    return f"{name} {what} cause={cause.value if cause else None}: {detail}".replace("  ", " ")
+
+
+def _brief(text: str, width: int) -> str:
+    """At most ``width`` characters, cut between words (a cut word misleads: "refused"
+    cut to "ref")."""
+    return textwrap.shorten(text, width, placeholder=" …")
 
 
 async def _fault(

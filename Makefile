@@ -13,24 +13,28 @@ python_for = $(shell for p in "$$(pyenv prefix $(1) 2>/dev/null)/bin/python$(1)"
 
 .PHONY: install redis-server test test-one test-redis-py lint typecheck demo run bench bench-staleness dashboard clean
 
-.venv-%/.installed: pyproject.toml
+# editable_mode=compat: a path entry, which mypy and IDEs follow, rather than setuptools'
+# import hook, which they cannot see (mypy then types `supervisor` as Any)
+EDITABLE := --config-settings editable_mode=compat
+
+.venv-%/.installed: pyproject.toml Makefile
 	@p="$(call python_for,$*)"; test -n "$$p" || { \
 		echo "python$* is not installed: install it (pyenv install $*) or choose others," \
 		"e.g. make test PYTHONS=$(firstword $(PYTHONS))"; exit 1; }; \
 	"$$p" -m venv .venv-$* && \
 	.venv-$*/bin/python -m pip install --quiet --upgrade pip && \
-	.venv-$*/bin/python -m pip install --quiet -e '.[test]'
+	.venv-$*/bin/python -m pip install --quiet -e '.[test]' $(EDITABLE)
 	touch $@
 
 install: $(VENV)/.installed
 
 # The runtime alone, for `make run`: no test or lint tool.
 RUN_VENV := .venv-run
-$(RUN_VENV)/.installed: pyproject.toml
+$(RUN_VENV)/.installed: pyproject.toml Makefile
 	@p="$(call python_for,$(PYVER))"; test -n "$$p" || { echo "python$(PYVER) is not installed"; exit 1; }; \
 	"$$p" -m venv $(RUN_VENV) && \
 	$(RUN_VENV)/bin/python -m pip install --quiet --upgrade pip && \
-	$(RUN_VENV)/bin/python -m pip install --quiet -e .
+	$(RUN_VENV)/bin/python -m pip install --quiet -e . $(EDITABLE)
 	touch $@
 
 # redis-server from Debian's packages when it is missing (tests start their own servers).

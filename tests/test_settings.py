@@ -219,3 +219,22 @@ def test_the_command_line_says_its_version_and_its_help_is_plain_text():
         code, out, err = run_python_m(*command, "--help", timeout=BOUND)
         assert code == 0, err
         assert "`" not in out, f"reStructuredText in `{' '.join(command)} --help`: {out}"
+
+
+def test_the_editable_install_shows_the_package_types_to_mypy(tmp_path):
+    """``make`` installs the package in editable_mode=compat: a path entry that mypy and
+    IDEs follow. setuptools' default editable hook hides the package from them (mypy
+    then says "Cannot find implementation" and types everything from it as Any)."""
+    import subprocess
+    import sys
+
+    probe = tmp_path / "probe.py"
+    probe.write_text("from supervisor import Supervisor\nreveal_type(Supervisor)\n")
+    done = subprocess.run(
+        [sys.executable, "-m", "mypy", "--strict", "--cache-dir", str(tmp_path / "c"), "probe.py"],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=BOUND * 8,
+    )
+    assert done.returncode == 0 and 'Revealed type is "def' in done.stdout, done.stdout

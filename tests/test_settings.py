@@ -238,3 +238,41 @@ def test_the_editable_install_shows_the_package_types_to_mypy(tmp_path):
         timeout=BOUND * 8,
     )
     assert done.returncode == 0 and 'Revealed type is "def' in done.stdout, done.stdout
+
+
+def _migration_guide() -> str:
+    text = (ROOT / "README.md").read_text(encoding="utf-8")
+    start = text.index("## Migrating from plain redis-py")
+    return text[start : text.index("\n## ", start + 3)]
+
+
+def test_the_migration_guide_compiles_and_its_table_holds():
+    """README's guide from plain redis-py: its code compiles, and each option lands
+    where its table says (a config key, redis_options, or a refusal that says so)."""
+    import dataclasses
+
+    guide = _migration_guide()
+    blocks = guide.split("```python\n")[1:]
+    assert len(blocks) == 2, "the guide has a before and an after"
+    for block in blocks:
+        compile(block.split("```", 1)[0], "README.md", "exec", flags=0x2000)  # top-level await
+    keys = {f.name for f in dataclasses.fields(SupervisorConfig)}
+    for same in ("socket_timeout", "socket_connect_timeout", "max_connections", "client_name"):
+        assert same in keys and f"`{same}`" in guide
+    assert {"tcp_keepalive_idle", "tcp_keepalive_interval", "tcp_keepalive_count"} <= keys
+    for name, value in {
+        "retry_on_timeout": True,
+        "socket_keepalive_options": {},
+        "max_connections": 5,
+        "connection_pool": object(),
+    }.items():
+        with pytest.raises(ConfigError, match=name):
+            SupervisorConfig(redis_options={name: value})
+    for name, value in {
+        "health_check_interval": 30,
+        "protocol": 3,
+        "encoding": "utf-8",
+        "encoding_errors": "strict",
+    }.items():
+        SupervisorConfig(redis_options={name: value})
+    SupervisorConfig(url="rediss://127.0.0.1:6380/0", redis_options={"ssl_ca_certs": "/ca.crt"})

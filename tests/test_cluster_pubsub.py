@@ -4,6 +4,7 @@ message published outside a reported window is delivered once (tests/helpers/led
 from __future__ import annotations
 
 import dataclasses
+import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
@@ -23,10 +24,27 @@ from tests.helpers.loops import bounded, poll
 KEYSPACE = "__keyspace@0__:ks:*"
 
 
+NOTIFY = ("--notify-keyspace-events", "K$")
+"""Restarted and added nodes keep it: a CONFIG SET would be gone after a restart."""
+
+
 @pytest.fixture(scope="module")
 def cluster():
-    # restarted and added nodes keep it: a CONFIG SET would be gone after a restart
-    setup = ClusterSetup("--notify-keyspace-events", "K$")
+    """For the tests that move slots, fail over by hand, add and remove nodes: a node
+    timeout long enough that a busy machine (three suites side by side) never makes
+    the cluster fail a node over on its own in the middle of another test."""
+    setup = ClusterSetup(*NOTIFY, node_timeout_ms=5000)
+    try:
+        yield setup
+    finally:
+        setup.close()
+
+
+@pytest.fixture
+def failing():
+    """A cluster of the test's own, for a kill, a stop or a node added: its failover (1 s
+    node timeout), the restarted node's new role and the added node touch no other test."""
+    setup = ClusterSetup(*NOTIFY)
     try:
         yield setup
     finally:
@@ -141,6 +159,49 @@ async def running(cluster: ClusterSetup, *, keyspace: bool = True) -> AsyncItera
             await ps.aclose()
         counts = ledger.check()
         assert counts["delivered"] > 0, counts
+    # leaving the supervisor closed every connection the handle opened, on every node
+    await poll(
+        lambda: not subscribers_left(cluster),
+        "no pub/sub connection left",
+        lambda: subscribers_left(cluster),
+    )
+
+
+def replicated(run: Run, cluster: ClusterSetup, index: int = 0) -> str:
+    """A primary of the run's channels that has a live replica (a failover needs one;
+    earlier tests of the module move slots and kill nodes)."""
+    covered = []
+    for address in run.shards:
+        try:
+            cluster.replica_of(address)
+        except LookupError:
+            continue
+        covered.append(address)
+    assert covered, f"no primary with a live replica among {list(run.shards)}"
+    return covered[index % len(covered)]
+
+
+def replaced(cluster: ClusterSetup, address: str, bound: float = 30) -> None:
+    """Until another node serves the slots of the primary at ``address`` (killed)."""
+    replica = cluster.replica_of(address)
+    deadline = time.monotonic() + bound
+    while replica not in cluster.primaries():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"{replica} did not replace {address} within {bound:g} s")
+        time.sleep(0.02)
+
+
+def subscribers_left(cluster: ClusterSetup) -> dict[str, int]:
+    """Pub/sub connections still open on each live node."""
+    out = {}
+    for node in cluster.nodes:
+        if node._proc is None or node._proc.poll() is not None:
+            continue
+        with node.admin() as r:
+            count = len(r.client_list(_type="pubsub"))
+        if count:
+            out[f"127.0.0.1:{node.port}"] = count
+    return out
 
 
 def moved(cause: Cause, channel: str) -> Callable[[Resubscribed], bool]:
@@ -177,7 +238,7 @@ async def test_a_slot_with_keys_moved_with_migrate_is_followed(cluster):
 
 async def test_a_manual_failover_is_followed(cluster):
     async with running(cluster) as run:
-        primary = list(run.shards)[2]
+        primary = replicated(run, cluster, 2)
         channel = run.channel_on(primary)
         promoted = await anyio.to_thread.run_sync(cluster.failover, primary)
         marker = await run.ledger.marker(moved(Cause.FAILOVER, channel), "a failover marker")
@@ -185,9 +246,10 @@ async def test_a_manual_failover_is_followed(cluster):
     await anyio.to_thread.run_sync(cluster.wait_ok)
 
 
-async def test_a_killed_primary_is_followed_to_its_promoted_replica(cluster):
+async def test_a_killed_primary_is_followed_to_its_promoted_replica(failing):
+    cluster = failing
     async with running(cluster) as run:
-        primary = next(iter(run.shards))
+        primary = replicated(run, cluster)
         channel = run.channel_on(primary)
         cluster.node(primary).kill()
         try:
@@ -197,7 +259,8 @@ async def test_a_killed_primary_is_followed_to_its_promoted_replica(cluster):
     await anyio.to_thread.run_sync(cluster.wait_ok)
 
 
-async def test_the_node_of_the_classic_channels_killed_moves_them_with_a_window(cluster):
+async def test_the_node_of_the_classic_channels_killed_moves_them_with_a_window(failing):
+    cluster = failing
     async with running(cluster) as run:
         holder = next(
             a
@@ -210,12 +273,16 @@ async def test_the_node_of_the_classic_channels_killed_moves_them_with_a_window(
                 lambda m: run.classic in m.channels, "a marker for the classic channel", bound=30
             )
             assert marker.node != holder
+            # its replica takes over before it comes back (else a failover may land later,
+            # in another test)
+            await anyio.to_thread.run_sync(replaced, cluster, holder)
         finally:
             cluster.node(holder).start()
     await anyio.to_thread.run_sync(cluster.wait_ok)
 
 
-async def test_ten_thousand_shard_channels_resubscribe_after_a_kill(cluster):
+async def test_ten_thousand_shard_channels_resubscribe_after_a_kill(failing):
+    cluster = failing
     names = [f"many-{i}" for i in range(10_000)]
     table = owners(cluster)
     victim = table[key_slot(names[0].encode())]
@@ -248,17 +315,26 @@ async def test_ten_thousand_shard_channels_resubscribe_after_a_kill(cluster):
     await anyio.to_thread.run_sync(cluster.wait_ok)
 
 
-async def test_a_node_added_gets_the_keyspace_patterns_and_the_slots_moved_to_it(cluster):
+async def test_nodes_added_and_removed_are_followed(failing):
+    """An empty primary that joins gets the keyspace patterns and leaves without a trace;
+    a primary that joins and gets a slot carries its shard channel and its notifications."""
+    cluster = failing
     async with running(cluster) as run:
-        added = await anyio.to_thread.run_sync(cluster.add_node)
+
+        def keyspace_on(address: str) -> bool:
+            confirmed = run.ps.subscriptions().get(address, {}).get("confirmed", {})
+            return KEYSPACE in confirmed.get("psubscribe", ())
+
+        empty = await anyio.to_thread.run_sync(cluster.add_node)
+        await poll(lambda: keyspace_on(empty), f"the keyspace pattern on {empty}")
+        await anyio.to_thread.run_sync(cluster.remove_node, empty)
         await poll(
-            lambda: (
-                KEYSPACE
-                in run.ps.subscriptions().get(added, {}).get("confirmed", {}).get("psubscribe", ())
-            ),
-            f"the keyspace pattern confirmed on the new primary {added}",
+            lambda: empty not in run.ps.subscriptions(),
+            f"no name routed to {empty} after it left",
             run.ps.subscriptions,
         )
+        added = await anyio.to_thread.run_sync(cluster.add_node)
+        await poll(lambda: keyspace_on(added), f"the keyspace pattern on {added}")
         channel = run.channel_on(next(iter(run.shards)))
         await anyio.to_thread.run_sync(cluster.move_slot, cluster.slot_of(channel), added)
         marker = await run.ledger.marker(moved(Cause.SLOT_MIGRATED, channel), "a marker")
@@ -320,11 +396,12 @@ async def test_a_refused_channel_is_an_error_for_that_call_and_the_rest_deliver(
         ledger.check()
 
 
-async def test_a_stopped_primary_is_noticed_by_its_ping_and_followed(cluster):
+async def test_a_stopped_primary_is_noticed_by_its_ping_and_followed(failing):
+    cluster = failing
     """SIGSTOP: the connection stays open and silent; the PING that gets no PONG within
     health_check_timeout moves the names, and the replica's promotion takes them."""
     async with running(cluster) as run:
-        primary = list(run.shards)[1]
+        primary = replicated(run, cluster, 1)
         channel = run.channel_on(primary)
         cluster.node(primary).stop()
         try:

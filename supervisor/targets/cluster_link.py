@@ -143,6 +143,12 @@ class Link:
     def empty(self) -> bool:
         return not any(self.wanted.values())
 
+    def snapshot(self) -> dict[str, dict[str, frozenset[str]]]:
+        return {
+            "wanted": {k: frozenset(v) for k, v in self.wanted.items() if v},
+            "confirmed": {k: frozenset(v) for k, v in self.confirmed.items() if v},
+        }
+
     # -- what the handle asks -------------------------------------------------------------
 
     async def send(self, kind: str, names: list[str], call: Call | None) -> None:

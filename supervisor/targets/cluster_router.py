@@ -69,13 +69,7 @@ class Router:
 
     def subscriptions(self) -> dict[str, dict[str, dict[str, frozenset[str]]]]:
         """Per node: the names routed there and those it confirmed, by kind."""
-        return {
-            address: {
-                "wanted": {k: frozenset(v) for k, v in link.wanted.items() if v},
-                "confirmed": {k: frozenset(v) for k, v in link.confirmed.items() if v},
-            }
-            for address, link in self._links.items()
-        }
+        return {address: link.snapshot() for address, link in self._links.items()}
 
     @property
     def in_sync(self) -> bool:
@@ -397,3 +391,9 @@ class Router:
             if owner != address:
                 self._moved[slot] = owner
                 gap.reason = "failover" if owner == following else gap.reason
+        link = self._links.get(address)
+        if following and link is not None:
+            # a replica publishes its primary's notifications too: not twice, not here
+            for kind in ("subscribe", "psubscribe"):
+                with suppress(Exception):
+                    await link.remove(kind, [n for n in link.wanted[kind] if node_local(n)])

@@ -61,9 +61,6 @@ class Gaps:
     def __init__(self) -> None:
         self._of: dict[tuple[str, str, str], Gap] = {}
 
-    def __len__(self) -> int:
-        return len(self._of)
-
     @staticmethod
     def _key(name: Name, address: str) -> tuple[str, str, str]:
         return (*name, address if node_local(name[1]) else "")

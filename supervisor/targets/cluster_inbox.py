@@ -23,14 +23,15 @@ BUFFER = 10_000
 
 
 class Inbox:
-    __slots__ = ("_arrived", "_bound", "_items", "_messages", "_room", "closed")
+    __slots__ = ("_arrived", "_bound", "_items", "_messages", "_waiting", "closed")
 
     def __init__(self, bound: int = BUFFER) -> None:
         self._bound = bound
         self._items: deque[Message | Resubscribed] = deque()
         self._messages = 0
         self._arrived = anyio.Event()
-        self._room = anyio.Event()
+        self._waiting: deque[anyio.Event] = deque()
+        """Links that wait for room, in line: one is let go per message read."""
         self.closed = False
 
     def message(self, reply: Any) -> None:
@@ -48,10 +49,10 @@ class Inbox:
         self._arrived.set()
 
     async def room(self) -> None:
-        while self._messages >= self._bound and not self.closed:
-            if self._room.is_set():
-                self._room = anyio.Event()
-            await self._room.wait()
+        if self._messages >= self._bound and not self.closed:
+            turn = anyio.Event()
+            self._waiting.append(turn)
+            await turn.wait()
 
     async def next(self) -> Message | Resubscribed:
         """The next item; ``StopAsyncIteration`` once closed and empty."""
@@ -64,11 +65,13 @@ class Inbox:
         item = self._items.popleft()
         if isinstance(item, Message):
             self._messages -= 1
-            if self._messages < self._bound:
-                self._room.set()
+            # one waiting link per free place: each reads one more message, then asks again
+            for _ in range(min(len(self._waiting), self._bound - self._messages)):
+                self._waiting.popleft().set()
         return item
 
     def close(self) -> None:
         self.closed = True
         self._arrived.set()
-        self._room.set()
+        while self._waiting:
+            self._waiting.popleft().set()

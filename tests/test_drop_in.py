@@ -23,6 +23,7 @@ from supervisor import ConnectionState, OutcomeUnknown, SupervisorError, Unavail
 from supervisor.connection.client import SupervisedRedis
 from supervisor.testing import BinaryServer
 from tests.helpers.busy import SPIN, calls, spins_for
+from tests.helpers.loops import poll
 
 READY = ConnectionState.READY
 
@@ -84,8 +85,9 @@ async def test_slow_read_that_times_out_runs_once(server, supervise):
         # command_deadline (which of the two depends on when the round's verdict lands),
         # Unavailable, which is redis-py's TimeoutError too
         assert not isinstance(info.value, SupervisorError) or isinstance(info.value, Unavailable)
-        assert calls(admin, "eval_ro") == 1
+        assert calls(admin, "eval_ro") == 1  # waits for the script: the server is free again
         assert sup.statistics().generation == generation
+        await sup.wait_for(READY, timeout=10)  # a round saw it free (rounds every 1 s here)
         assert await sup.client.get("k") is None
     admin.close()
 
@@ -280,7 +282,9 @@ async def test_replica_target_answers_writes_with_readonly(supervise):
     try:
         admin = primary.admin()
         admin.set("k", "v")
-        admin.execute_command("WAIT", 1, 5000)
+        # the replica's first sync can take seconds on a busy machine: its copy is awaited
+        with replica.admin() as copy:
+            await poll(lambda: copy.get("k") in ("v", b"v"), "the replica's copy of k", bound=30)
         async with supervise(replica.url) as sup:
             await sup.wait_for(READY, timeout=5)
             generation = sup.statistics().generation
